@@ -1,0 +1,1 @@
+//! The thread-per-core io_uring runtime, the handler API, pub/sub and the HTTP side.
