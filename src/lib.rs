@@ -6,6 +6,7 @@
 //! - [`proto`]: the sans-IO RFC 6455 core: frame codec, message assembly, UTF-8, close state machine, limits.
 //! - [`server`]: the thread-per-core io_uring runtime, handler API, pub/sub and the HTTP side.
 
+pub mod app;
 pub mod handshake;
 pub mod mask;
 pub mod proto;

@@ -1,0 +1,271 @@
+//! The demo application served by the `ringws` binary: the browser page (embedded), a pure echo at `/echo`, a JSON
+//! chat with rooms at `/chat` (rooms are pub/sub topics), and operational endpoints (`/healthz`, `/stats`,
+//! `/metrics`). It is an ordinary user of the library's [`Handler`] API.
+//!
+//! Chat protocol (JSON text messages). Client -> server: `{"type":"name","name":"alice"}`,
+//! `{"type":"join","room":"lobby"}`, `{"type":"leave","room":"lobby"}`, `{"type":"say","room":"lobby","text":"hi"}`.
+//! Server -> client: `welcome {id,name}`, `joined {room,name,count}`, `left {room,name,count}`,
+//! `message {room,name,text,ts}` (to every member, the sender included), `renamed {old,name}`, `error {error}`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::handshake::Request;
+use crate::server::{
+    ConnId, Handler, Message, Response, ServerContext, Upgrade, UpgradeRequest, WebSocket,
+};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
+}
+
+/// Longest chat name, in characters.
+pub const MAX_NAME_CHARS: usize = 32;
+/// Longest room name, in characters.
+pub const MAX_ROOM_CHARS: usize = 64;
+/// Longest chat text, in bytes.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Rooms one connection may be in at once.
+pub const MAX_ROOMS_PER_CONN: usize = 16;
+
+/// Per-connection state: which route the connection was upgraded on.
+pub enum Route {
+    Echo,
+    Chat(Box<ChatUser>),
+}
+
+pub struct ChatUser {
+    pub name: String,
+    pub rooms: Vec<String>,
+}
+
+/// The demo application.
+#[derive(Default)]
+pub struct DemoApp {
+    next_guest: AtomicU64,
+}
+
+impl DemoApp {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+fn topic(room: &str) -> String {
+    format!("room:{room}")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next().unwrap_or("") {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "json" => "application/json",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A file embedded from `static/` (`/` means `/index.html`).
+pub fn static_file(path: &str) -> Option<&'static [u8]> {
+    let path = if path == "/" { "/index.html" } else { path };
+    embedded::FILES
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(_, b)| *b)
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ChatIn {
+    Name { name: String },
+    Join { room: String },
+    Leave { room: String },
+    Say { room: String, text: String },
+}
+
+fn valid_label(s: &str, max_chars: usize) -> bool {
+    let n = s.chars().count();
+    n > 0 && n <= max_chars && !s.chars().any(char::is_control) && s.trim() == s
+}
+
+fn send_json<D>(ws: &mut WebSocket<'_, D>, v: serde_json::Value) {
+    ws.send(Message::Text(&v.to_string()));
+}
+
+fn chat_error<D>(ws: &mut WebSocket<'_, D>, e: &str) {
+    send_json(ws, json!({"type": "error", "error": e}));
+}
+
+impl DemoApp {
+    fn chat_message(&self, ws: &mut WebSocket<'_, Route>, msg: Message<'_>) {
+        let Message::Text(text) = msg else {
+            return chat_error(ws, "binary messages are not part of the chat protocol");
+        };
+        let cmd: ChatIn = match serde_json::from_str(text) {
+            Ok(c) => c,
+            Err(_) => {
+                return chat_error(
+                    ws,
+                    "malformed message: expected {\"type\": name|join|leave|say, ...}",
+                )
+            }
+        };
+        let Route::Chat(user) = ws.data() else { return };
+        let name = user.name.clone();
+        match cmd {
+            ChatIn::Name { name: new } => {
+                if !valid_label(&new, MAX_NAME_CHARS) {
+                    return chat_error(
+                        ws,
+                        "name must be 1-32 characters, no control characters or edge spaces",
+                    );
+                }
+                if let Route::Chat(u) = ws.data() {
+                    u.name = new.clone();
+                }
+                send_json(ws, json!({"type": "renamed", "old": name, "name": new}));
+            }
+            ChatIn::Join { room } => {
+                if !valid_label(&room, MAX_ROOM_CHARS) {
+                    return chat_error(
+                        ws,
+                        "room must be 1-64 characters, no control characters or edge spaces",
+                    );
+                }
+                if user.rooms.len() >= MAX_ROOMS_PER_CONN && !user.rooms.contains(&room) {
+                    return chat_error(ws, "too many rooms");
+                }
+                let t = topic(&room);
+                if ws.subscribe(&t) {
+                    if let Route::Chat(u) = ws.data() {
+                        u.rooms.push(room.clone());
+                    }
+                    let count = ws.subscriber_count(&t);
+                    let ev = json!({"type": "joined", "room": room, "name": name, "count": count});
+                    ws.publish(&t, Message::Text(&ev.to_string()), false);
+                }
+            }
+            ChatIn::Leave { room } => {
+                let t = topic(&room);
+                if ws.unsubscribe(&t) {
+                    if let Route::Chat(u) = ws.data() {
+                        u.rooms.retain(|r| *r != room);
+                    }
+                    let count = ws.subscriber_count(&t);
+                    let ev = json!({"type": "left", "room": room, "name": name, "count": count});
+                    ws.publish(&t, Message::Text(&ev.to_string()), false);
+                    send_json(ws, ev);
+                }
+            }
+            ChatIn::Say { room, text } => {
+                if text.len() > MAX_TEXT_BYTES {
+                    return chat_error(ws, "text too long (max 4096 bytes)");
+                }
+                if !user.rooms.contains(&room) {
+                    return chat_error(ws, "join the room first");
+                }
+                let ev = json!({"type": "message", "room": room, "name": name, "text": text, "ts": now_ms()});
+                ws.publish(&topic(&room), Message::Text(&ev.to_string()), false);
+            }
+        }
+    }
+}
+
+impl Handler for DemoApp {
+    type Data = Route;
+
+    fn upgrade(&self, req: &UpgradeRequest<'_>) -> Upgrade<Route> {
+        match req.path.split('?').next().unwrap_or("") {
+            "/echo" => Upgrade::accept(Route::Echo),
+            "/chat" => {
+                let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
+                Upgrade::accept(Route::Chat(Box::new(ChatUser {
+                    name: format!("guest-{n}"),
+                    rooms: Vec::new(),
+                })))
+            }
+            _ => Upgrade::reject(404, "no WebSocket endpoint here (try /echo or /chat)\n"),
+        }
+    }
+
+    fn open(&self, ws: &mut WebSocket<'_, Route>) {
+        let id = ws.id().0;
+        if let Route::Chat(u) = ws.data() {
+            let name = u.name.clone();
+            send_json(
+                ws,
+                json!({"type": "welcome", "id": id & 0xffff_ffff, "name": name}),
+            );
+        }
+    }
+
+    #[inline]
+    fn message(&self, ws: &mut WebSocket<'_, Route>, msg: Message<'_>) {
+        match ws.data() {
+            Route::Echo => {
+                ws.send(msg);
+            }
+            Route::Chat(_) => self.chat_message(ws, msg),
+        }
+    }
+
+    fn close(&self, ctx: &ServerContext<'_>, _id: ConnId, data: Route, _code: u16) {
+        if let Route::Chat(u) = data {
+            for room in &u.rooms {
+                let t = topic(room);
+                let ev = json!({"type": "left", "room": room, "name": u.name, "count": ctx.subscriber_count(&t)});
+                ctx.publish(&t, Message::Text(&ev.to_string()));
+            }
+        }
+    }
+
+    fn is_websocket_route(&self, path: &str) -> bool {
+        path == "/echo" || path == "/chat"
+    }
+
+    fn http(&self, req: &Request, ctx: &ServerContext<'_>) -> Response {
+        if req.method != "GET" && req.method != "HEAD" {
+            return Response::text(405, "method not allowed\n").header("Allow", "GET, HEAD");
+        }
+        let path = req.path.split('?').next().unwrap_or("");
+        match path {
+            "/healthz" => Response::text(200, "ok\n"),
+            "/metrics" => Response::new(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                ctx.metrics_text().into_bytes(),
+            ),
+            "/stats" => {
+                let s = ctx.stats();
+                let body = json!({
+                    "connections": s.connections, "websockets": s.websockets, "accepted": s.accepted,
+                    "messages_in": s.messages_in, "messages_out": s.messages_out,
+                    "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "drops": s.dropped,
+                    "workers": s.workers, "uptime_s": s.uptime_s,
+                });
+                Response::new(200, "application/json", body.to_string().into_bytes())
+                    .header("Cache-Control", "no-store")
+            }
+            _ => match static_file(path) {
+                Some(b) => {
+                    let p = if path == "/" { "/index.html" } else { path };
+                    Response::new(200, content_type(p), b)
+                }
+                None => Response::not_found(),
+            },
+        }
+    }
+}

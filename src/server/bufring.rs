@@ -1,0 +1,174 @@
+//! The per-worker pool of receive buffers: an io_uring provided-buffer ring.
+//!
+//! The kernel picks a buffer when data arrives (multishot recv with buffer select), so an idle connection holds no
+//! receive buffer. Where the kernel supports it (6.12+), buffers are consumed incrementally (`IOU_PBUF_RING_INC`): one
+//! large buffer serves many small reads, and a 16 KiB message arrives in one completion. We track each buffer's
+//! consumed offset and give it back only on a completion without `IORING_CQE_F_BUF_MORE`. Without incremental
+//! consumption every completion consumes a whole buffer, which goes back right after its bytes are processed.
+//!
+//! Invariant: a buffer the kernel reported is returned exactly once, whatever the completion (data, error, cancel,
+//! stale connection); the ring tail is published before every `io_uring_enter`.
+
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types::BufRingEntry;
+use io_uring::Submitter;
+
+/// `IOU_PBUF_RING_INC` from the kernel uapi.
+const IOU_PBUF_RING_INC: u16 = 2;
+
+pub(crate) struct BufRing {
+    ring: NonNull<BufRingEntry>,
+    ring_bytes: usize,
+    mem: NonNull<u8>,
+    mem_bytes: usize,
+    entries: u16,
+    buf_size: u32,
+    /// Consumed bytes of each buffer (incremental mode).
+    offsets: Box<[u32]>,
+    tail: u16,
+    pub incremental: bool,
+    pub bgid: u16,
+}
+
+fn mmap_anon(bytes: usize) -> io::Result<NonNull<u8>> {
+    // SAFETY: an anonymous private mapping with no address hint has no preconditions; the result is checked.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            bytes,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(NonNull::new(p.cast()).expect("mmap never returns null on success"))
+}
+
+impl BufRing {
+    /// Map the ring and the buffers and register them with `bgid`. Tries incremental consumption first.
+    pub fn new(
+        submitter: &Submitter<'_>,
+        entries: u16,
+        buf_size: u32,
+        bgid: u16,
+    ) -> io::Result<BufRing> {
+        assert!(entries.is_power_of_two(), "validated by Config");
+        let ring_bytes = entries as usize * std::mem::size_of::<BufRingEntry>();
+        let ring = mmap_anon(ring_bytes)?.cast::<BufRingEntry>();
+        let mem_bytes = entries as usize * buf_size as usize;
+        let mem = match mmap_anon(mem_bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                // SAFETY: `ring` was mapped above with `ring_bytes` and is not registered yet.
+                unsafe { libc::munmap(ring.as_ptr().cast(), ring_bytes) };
+                return Err(e);
+            }
+        };
+        let mut br = BufRing {
+            ring,
+            ring_bytes,
+            mem,
+            mem_bytes,
+            entries,
+            buf_size,
+            offsets: vec![0; entries as usize].into_boxed_slice(),
+            tail: 0,
+            incremental: true,
+            bgid,
+        };
+        for bid in 0..entries {
+            br.push(bid);
+        }
+        br.publish();
+        let addr = ring.as_ptr() as u64;
+        // SAFETY: the ring memory stays mapped until `Drop`, which runs after the ring (and with it the registration)
+        // is gone: `Worker` declares the ring before the buffer ring, and unregisters explicitly in its own drop.
+        let r = unsafe {
+            submitter.register_buf_ring_with_flags(addr, entries, bgid, IOU_PBUF_RING_INC)
+        };
+        if r.is_err() {
+            br.incremental = false;
+            // SAFETY: as above.
+            unsafe { submitter.register_buf_ring_with_flags(addr, entries, bgid, 0)? };
+        }
+        Ok(br)
+    }
+
+    /// Add buffer `bid` at the tail (not yet visible to the kernel until `publish`).
+    fn push(&mut self, bid: u16) {
+        let idx = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: idx < entries, inside the mapping; the kernel reads only entries before the published tail.
+        let e = unsafe { &mut *self.ring.as_ptr().add(idx) };
+        // SAFETY: bid < entries so the buffer lies inside `mem`.
+        e.set_addr(unsafe { self.mem.as_ptr().add(bid as usize * self.buf_size as usize) } as u64);
+        e.set_len(self.buf_size);
+        e.set_bid(bid);
+        self.offsets[bid as usize] = 0;
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Make every pushed buffer visible to the kernel.
+    pub fn publish(&self) {
+        // SAFETY: the tail field overlays the reserved field of entry 0 (io_uring_buf_ring layout); it is a
+        // naturally aligned u16 that the kernel only reads, so an atomic release store is the documented protocol.
+        unsafe {
+            let tail = BufRingEntry::tail(self.ring.as_ptr()) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// The `len` bytes the kernel just wrote into buffer `bid`. Advances the buffer's offset in incremental mode.
+    ///
+    /// Returns None if `bid`/`len` are out of range (a kernel contract violation we refuse to trust blindly).
+    pub fn take(&mut self, bid: u16, len: usize) -> Option<&mut [u8]> {
+        if bid >= self.entries {
+            return None;
+        }
+        let off = if self.incremental {
+            self.offsets[bid as usize] as usize
+        } else {
+            0
+        };
+        if off + len > self.buf_size as usize {
+            return None;
+        }
+        if self.incremental {
+            self.offsets[bid as usize] = (off + len) as u32;
+        }
+        // SAFETY: the range lies inside buffer `bid` (checked above); the kernel has finished writing it (its
+        // completion was reaped) and will not write this range again until the buffer is pushed back.
+        Some(unsafe {
+            std::slice::from_raw_parts_mut(
+                self.mem
+                    .as_ptr()
+                    .add(bid as usize * self.buf_size as usize + off),
+                len,
+            )
+        })
+    }
+
+    /// A completion that carried buffer `bid` was processed: give the buffer back unless the kernel keeps using it.
+    pub fn release(&mut self, bid: u16, buf_more: bool) {
+        if bid >= self.entries || (self.incremental && buf_more) {
+            return;
+        }
+        self.push(bid);
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: both mappings were created in `new` with these sizes; the ring has been unregistered or torn down.
+        unsafe {
+            libc::munmap(self.mem.as_ptr().cast(), self.mem_bytes);
+            libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes);
+        }
+    }
+}

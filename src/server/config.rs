@@ -1,0 +1,180 @@
+//! Server configuration: one struct, validated once, with documented defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumerPolicy {
+    /// Skip this message for this subscriber (counted in `ringws_dropped_messages_total`).
+    Drop,
+    /// Close the subscriber with 1008 (policy violation).
+    Close,
+}
+
+/// Server configuration. Construct with `Config::default()` and set fields; `Server::new` validates it.
+///
+/// Memory per connection is what the defaults below cost: an idle WebSocket holds no receive buffer (they
+/// come from a shared per-worker pool) and no send buffer (taken from a per-worker free list when needed).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:1338`. Port 0 picks a free port (all workers share it).
+    pub bind: SocketAddr,
+    /// Worker threads, one per core, each pinned and with its own ring and listener. Default: available cores.
+    pub workers: usize,
+    /// Pin worker `i` to core `i % cores`. Default true.
+    pub pin_workers: bool,
+    /// Maximum open WebSocket connections per worker; an upgrade beyond it gets `503`. Default 100_000.
+    pub max_connections_per_worker: usize,
+    /// Largest message (all fragments together); larger ones close the connection with 1009. Default 16 MiB.
+    pub max_message_size: usize,
+    /// Largest single frame payload; larger ones close with 1009. Default 16 MiB.
+    pub max_frame_size: usize,
+    /// Bytes a connection may have queued for sending. Past half of it the server stops reading from that
+    /// connection (paused, not buffered without bound); a `send` that would exceed it is `Dropped`; `drain` fires
+    /// when it falls below a quarter. A single message larger than this is still accepted into an empty queue.
+    /// Default 1 MiB.
+    pub max_backpressure: usize,
+    /// What a publish does to a subscriber over `max_backpressure`. Default `Drop`.
+    pub slow_consumer: SlowConsumerPolicy,
+    /// Largest HTTP request head; larger gets `431`. Default 8 KiB.
+    pub max_request_size: usize,
+    /// Time allowed for the HTTP request head to arrive (slowloris guard). Default 10 s.
+    pub handshake_timeout: Duration,
+    /// A connection silent for this long gets a ping; silent for twice as long, it is closed (1001).
+    /// Zero disables. Default 60 s.
+    pub idle_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours. Default 5 s.
+    pub close_timeout: Duration,
+    /// A connection whose queued bytes make no progress for this long is dropped. Default 30 s.
+    pub send_stall_timeout: Duration,
+    /// On shutdown, how long to wait for connections to finish the close handshake. Default 5 s.
+    pub drain_timeout: Duration,
+    /// listen(2) backlog per worker. Default 4096.
+    pub backlog: u32,
+    /// Receive buffers in each worker's provided-buffer ring (power of two). Default 64.
+    pub recv_buffers: u16,
+    /// Size of each receive buffer (consumed incrementally where the kernel supports it). Default 64 KiB.
+    pub recv_buffer_size: u32,
+    /// Submission queue entries per ring (power of two). Default 4096.
+    pub ring_entries: u32,
+    /// Bounded queue length for publishes from other workers. Default 65_536.
+    pub cross_worker_queue: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 1338)),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            pin_workers: true,
+            max_connections_per_worker: 100_000,
+            max_message_size: 16 << 20,
+            max_frame_size: 16 << 20,
+            max_backpressure: 1 << 20,
+            slow_consumer: SlowConsumerPolicy::Drop,
+            max_request_size: 8192,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(5),
+            send_stall_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+            backlog: 4096,
+            recv_buffers: 64,
+            recv_buffer_size: 64 << 10,
+            ring_entries: 4096,
+            cross_worker_queue: 65_536,
+        }
+    }
+}
+
+/// A configuration value out of range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config `{}`: {}", self.field, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Check every field; the first problem found is returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, problem: &str| {
+            Err(ConfigError {
+                field,
+                problem: problem.to_string(),
+            })
+        };
+        if self.workers == 0 || self.workers > 1024 {
+            return err("workers", "must be 1..=1024");
+        }
+        if self.max_connections_per_worker == 0 || self.max_connections_per_worker > (1 << 24) {
+            return err("max_connections_per_worker", "must be 1..=16777216");
+        }
+        if self.max_message_size == 0 || self.max_message_size > u32::MAX as usize {
+            return err("max_message_size", "must be 1..=4294967295");
+        }
+        if self.max_frame_size == 0 || self.max_frame_size > self.max_message_size {
+            return err("max_frame_size", "must be 1..=max_message_size");
+        }
+        if self.max_backpressure < 1024 {
+            return err("max_backpressure", "must be at least 1024");
+        }
+        if self.max_request_size < 256 || self.max_request_size > 1 << 20 {
+            return err("max_request_size", "must be 256..=1048576");
+        }
+        if self.handshake_timeout.is_zero() {
+            return err("handshake_timeout", "must be non-zero");
+        }
+        if self.close_timeout.is_zero() {
+            return err("close_timeout", "must be non-zero");
+        }
+        if !self.recv_buffers.is_power_of_two() || self.recv_buffers > 32768 {
+            return err("recv_buffers", "must be a power of two <= 32768");
+        }
+        if self.recv_buffer_size < 4096 || self.recv_buffer_size > 1 << 24 {
+            return err("recv_buffer_size", "must be 4096..=16777216");
+        }
+        if !self.ring_entries.is_power_of_two() || !(64..=32768).contains(&self.ring_entries) {
+            return err("ring_entries", "must be a power of two in 64..=32768");
+        }
+        if self.cross_worker_queue == 0 {
+            return err("cross_worker_queue", "must be non-zero");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let mut c = Config::default();
+        c.recv_buffers = 100;
+        assert_eq!(c.validate().unwrap_err().field, "recv_buffers");
+        let mut c = Config::default();
+        c.max_frame_size = c.max_message_size + 1;
+        assert_eq!(c.validate().unwrap_err().field, "max_frame_size");
+        let mut c = Config::default();
+        c.workers = 0;
+        assert_eq!(c.validate().unwrap_err().field, "workers");
+    }
+}

@@ -1,0 +1,283 @@
+//! The application-facing API: a [`Handler`] with upgrade / open / message / drain / close hooks, the per-connection
+//! [`WebSocket`] handle they receive (send with explicit backpressure, close, topics), and plain HTTP responses.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::outbound::SendStatus;
+use super::worker::Local;
+use crate::handshake::Request;
+use crate::proto::{frame, OpCode};
+
+pub use super::stats::StatsSnapshot;
+
+/// A complete message received from a peer. Borrowed: copy what must outlive the callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+    pub(crate) fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// An opening handshake the application may accept or reject.
+#[derive(Debug)]
+pub struct UpgradeRequest<'a> {
+    /// The request target, e.g. `/echo?room=a`.
+    pub path: &'a str,
+    /// The full request head (all headers).
+    pub request: &'a Request,
+    pub origin: Option<&'a str>,
+    /// Subprotocols offered by the client, in its order of preference.
+    pub protocols: &'a [String],
+    /// Extensions offered by the client (raw offers).
+    pub extensions: &'a [String],
+}
+
+/// The answer to an [`UpgradeRequest`].
+#[derive(Debug)]
+pub enum Upgrade<D> {
+    /// Switch protocols; `data` is attached to the connection; `protocol` is the chosen subprotocol.
+    Accept { data: D, protocol: Option<String> },
+    /// Answer with this HTTP status (and a short plain-text body) and close.
+    Reject {
+        status: u16,
+        body: Cow<'static, str>,
+    },
+}
+
+impl<D> Upgrade<D> {
+    pub fn accept(data: D) -> Self {
+        Upgrade::Accept {
+            data,
+            protocol: None,
+        }
+    }
+    pub fn reject(status: u16, body: impl Into<Cow<'static, str>>) -> Self {
+        Upgrade::Reject {
+            status,
+            body: body.into(),
+        }
+    }
+}
+
+/// A plain HTTP response (the connection closes after it).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Cow<'static, [u8]>,
+}
+
+impl Response {
+    pub fn new(
+        status: u16,
+        content_type: &'static str,
+        body: impl Into<Cow<'static, [u8]>>,
+    ) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::new(
+            status,
+            "text/plain; charset=utf-8",
+            body.into().into_bytes(),
+        )
+    }
+    pub fn not_found() -> Self {
+        Self::text(404, "not found\n")
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// Server-wide facts for HTTP handlers (stats, publishing).
+pub struct ServerContext<'a> {
+    pub(crate) shared: &'a super::Shared,
+}
+
+impl ServerContext<'_> {
+    /// Counters summed over all workers.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.snapshot()
+    }
+    /// Prometheus text exposition of the server's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
+    }
+    /// Publish to every subscriber of `topic` on every worker.
+    pub fn publish(&self, topic: &str, msg: Message<'_>) {
+        self.shared.publish_from_outside(topic, msg)
+    }
+    /// Subscribers of `topic` across all workers.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.shared.subscriber_count(topic)
+    }
+}
+
+/// A unique connection id (worker, slot, generation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// The application's behaviour. One instance serves every worker (`Sync`); per-connection state lives in `Data`.
+///
+/// Every method runs on the connection's worker thread, inside its event loop: do not block.
+pub trait Handler: Send + Sync + 'static {
+    /// Per-connection application state, attached at upgrade.
+    type Data: 'static;
+
+    /// Decide an upgrade: accept (attach data, pick a subprotocol) or reject with any HTTP status.
+    fn upgrade(&self, req: &UpgradeRequest<'_>) -> Upgrade<Self::Data>;
+
+    /// The connection is open (the 101 response is queued).
+    fn open(&self, _ws: &mut WebSocket<'_, Self::Data>) {}
+
+    /// A complete message arrived.
+    fn message(&self, ws: &mut WebSocket<'_, Self::Data>, msg: Message<'_>);
+
+    /// The outbound queue fell below the low-water mark (`max_backpressure / 4`) after having been above it.
+    fn drain(&self, _ws: &mut WebSocket<'_, Self::Data>) {}
+
+    /// The connection is gone. `code` is the peer's close code (1005 when none, 1006 when the transport dropped
+    /// without a close frame, ours when we failed it). Topics are already unsubscribed; `ctx` can still publish.
+    fn close(&self, _ctx: &ServerContext<'_>, _id: ConnId, _data: Self::Data, _code: u16) {}
+
+    /// A plain (non-upgrade) HTTP request. Default: 404.
+    fn http(&self, _req: &Request, _ctx: &ServerContext<'_>) -> Response {
+        Response::not_found()
+    }
+
+    /// Whether a plain GET to `path` should get `426 Upgrade Required` (it is a WebSocket route). Default: never.
+    fn is_websocket_route(&self, _path: &str) -> bool {
+        false
+    }
+}
+
+/// The handle a handler gets for one connection.
+pub struct WebSocket<'a, D> {
+    pub(crate) id: ConnId,
+    pub(crate) slot: u32,
+    pub(crate) data: &'a mut D,
+    pub(crate) out: &'a mut super::outbound::Outbound,
+    pub(crate) topics: &'a mut Vec<Arc<str>>,
+    pub(crate) local: &'a mut Local,
+    pub(crate) can_send: bool,
+}
+
+impl<'a, D> WebSocket<'a, D> {
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+    pub fn data(&mut self) -> &mut D {
+        self.data
+    }
+    /// Bytes queued and not yet written to the socket.
+    pub fn buffered_amount(&self) -> usize {
+        self.out.queued()
+    }
+
+    /// Send a message. `Sent`: queued on an empty queue, goes out this loop turn. `Buffered`: queued behind
+    /// other bytes. `Dropped`: not queued, the queue is over `max_backpressure` (or the connection is closing).
+    pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
+        if !self.can_send {
+            return SendStatus::Dropped;
+        }
+        let payload = msg.as_bytes();
+        let st = self.out.push_frame(
+            msg.opcode(),
+            payload,
+            self.local.max_backpressure,
+            &mut self.local.pool,
+        );
+        self.local.note_send(self.slot, st, payload.len());
+        st
+    }
+
+    /// Send a pre-encoded frame (from [`encode_frame`]) without copying it: it is shared, e.g. by a broadcast.
+    pub fn send_frame(&mut self, frame: Bytes) -> SendStatus {
+        if !self.can_send {
+            return SendStatus::Dropped;
+        }
+        let len = frame.len();
+        let st = self.out.push_shared(frame, self.local.max_backpressure);
+        self.local.note_send(self.slot, st, len);
+        st
+    }
+
+    /// Start the closing handshake (the close frame goes after what is already queued).
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.can_send = false;
+        self.local.close_request = Some((code, reason.to_string()));
+    }
+
+    /// Subscribe to `topic` (idempotent). Returns false if already subscribed.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        if self.topics.iter().any(|t| &**t == topic) {
+            return false;
+        }
+        let t = self.local.topics.subscribe(topic, self.slot);
+        self.local.shared.counts.add(&t, 1);
+        self.topics.push(t);
+        true
+    }
+
+    /// Unsubscribe from `topic`. Returns false if not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let Some(i) = self.topics.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        let t = self.topics.swap_remove(i);
+        self.local.topics.unsubscribe(&t, self.slot);
+        self.local.shared.counts.add(&t, -1);
+        true
+    }
+
+    /// Topics this connection is subscribed to.
+    pub fn topics(&self) -> impl Iterator<Item = &str> {
+        self.topics.iter().map(|t| &**t)
+    }
+
+    /// Publish `msg` to every subscriber of `topic` on every worker, optionally excluding this connection.
+    /// The frame is encoded once and shared by all subscribers. Per-topic order is preserved.
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>, exclude_self: bool) {
+        let frame = encode_frame(msg);
+        let exclude = if exclude_self { Some(self.id) } else { None };
+        self.local.publish(topic, frame, exclude);
+    }
+
+    /// Subscribers of `topic` across all workers (as of the last subscribe/unsubscribe on any worker).
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.local.shared.subscriber_count(topic)
+    }
+}
+
+/// Encode a complete unmasked server frame for `msg`, ready to share between connections.
+pub fn encode_frame(msg: Message<'_>) -> Bytes {
+    let payload = msg.as_bytes();
+    let mut v = Vec::with_capacity(payload.len() + frame::MAX_HEADER_LEN);
+    frame::write_frame(&mut v, true, msg.opcode(), payload);
+    Bytes::from(v)
+}

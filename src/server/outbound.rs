@@ -1,0 +1,363 @@
+//! A connection's outbound queue: bounded, corked per loop turn, at most one send in flight.
+//!
+//! Small frames are appended to an owned tail buffer (taken from a per-worker pool); shared frames (broadcasts) are
+//! queued as `Bytes` without copying. A flush turns everything queued into ONE `send` (one segment) or `sendmsg`
+//! (several segments as iovecs). Bytes stay in the queue until the kernel reports them written; a short send resumes
+//! where it stopped. While a send is in flight its segments are never modified; new frames go to a new tail.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::proto::{frame, OpCode};
+
+/// What happened to a message given to `send`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued on an empty queue: goes out at the end of this loop turn.
+    Sent,
+    /// Queued behind other bytes (the peer is reading slower than we write).
+    Buffered,
+    /// Not queued: the queue is over `max_backpressure`, or the connection is closing.
+    Dropped,
+}
+
+/// Most iovecs in one `sendmsg`.
+pub(crate) const MAX_IOV: usize = 64;
+/// Owned tail buffers start at this capacity; larger ones are not returned to the pool.
+const POOL_BUF_CAP: usize = 16 << 10;
+const POOL_MAX: usize = 1024;
+
+#[derive(Debug)]
+enum Seg {
+    Owned(Vec<u8>),
+    Shared(Bytes),
+}
+
+impl Seg {
+    #[inline]
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Seg::Owned(v) => v,
+            Seg::Shared(b) => b,
+        }
+    }
+}
+
+/// Per-worker pool of owned send buffers, so idle connections hold none and busy ones do not allocate per message.
+#[derive(Debug, Default)]
+pub(crate) struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    #[inline]
+    fn take(&mut self, need: usize) -> Vec<u8> {
+        if need <= POOL_BUF_CAP {
+            if let Some(v) = self.free.pop() {
+                return v;
+            }
+            return Vec::with_capacity(POOL_BUF_CAP);
+        }
+        Vec::with_capacity(need)
+    }
+    #[inline]
+    fn give(&mut self, mut v: Vec<u8>) {
+        if v.capacity() == POOL_BUF_CAP && self.free.len() < POOL_MAX {
+            v.clear();
+            self.free.push(v);
+        }
+    }
+}
+
+/// The iovecs (and msghdr) of an in-flight `sendmsg`; boxed so their address is stable while the kernel reads them.
+pub(crate) struct IoVecs {
+    pub hdr: libc::msghdr,
+    pub iov: [libc::iovec; MAX_IOV],
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Outbound {
+    segs: VecDeque<Seg>,
+    /// Bytes of `segs[0]` already written (a short send).
+    head_off: u32,
+    /// Segments (from the front) that belong to the send in flight; 0 = no send in flight.
+    inflight_segs: u16,
+    /// Total bytes queued and not yet written.
+    queued: usize,
+}
+
+impl Outbound {
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+    #[inline]
+    pub fn in_flight(&self) -> bool {
+        self.inflight_segs != 0
+    }
+    /// Whether a flush would send something.
+    #[inline]
+    pub fn has_unsent(&self) -> bool {
+        self.queued != 0 && !self.in_flight()
+    }
+
+    fn status_for(&self, before: usize) -> SendStatus {
+        if before == 0 {
+            SendStatus::Sent
+        } else {
+            SendStatus::Buffered
+        }
+    }
+
+    #[inline]
+    fn admits(&self, len: usize, max: usize) -> bool {
+        self.queued == 0 || self.queued + len <= max
+    }
+
+    /// The owned tail buffer new bytes can be appended to (not in flight), with room for `need` more bytes.
+    #[inline]
+    pub fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+        let tail_ok = self.segs.len() > self.inflight_segs as usize
+            && matches!(self.segs.back(), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
+        if !tail_ok {
+            self.segs.push_back(Seg::Owned(pool.take(need)));
+        }
+        match self.segs.back_mut() {
+            Some(Seg::Owned(v)) => v,
+            _ => unreachable!("tail segment was just made owned"),
+        }
+    }
+
+    /// Encode and queue a data frame (copying `payload`), subject to `max` queued bytes.
+    #[inline]
+    pub fn push_frame(
+        &mut self,
+        op: OpCode,
+        payload: &[u8],
+        max: usize,
+        pool: &mut BufPool,
+    ) -> SendStatus {
+        let len = payload.len() + frame::MAX_HEADER_LEN;
+        if !self.admits(len, max) {
+            return SendStatus::Dropped;
+        }
+        let before = self.queued;
+        let v = self.tail(len, pool);
+        let start = v.len();
+        frame::write_frame(v, true, op, payload);
+        let added = v.len() - start;
+        self.queued += added;
+        self.status_for(before)
+    }
+
+    /// Queue a control frame: never dropped (bounded by the protocol: <= 127 bytes each, and a peer that floods
+    /// pings without reading is paused like any other).
+    pub fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
+        let v = self.tail(payload.len() + frame::MAX_HEADER_LEN, pool);
+        let start = v.len();
+        frame::write_frame(v, true, op, payload);
+        self.queued += v.len() - start;
+    }
+
+    /// Append raw bytes through `f` (e.g. an HTTP response or the protocol core's pending control frames).
+    pub fn push_with(&mut self, hint: usize, pool: &mut BufPool, f: impl FnOnce(&mut Vec<u8>)) {
+        let v = self.tail(hint, pool);
+        let start = v.len();
+        f(v);
+        self.queued += v.len() - start;
+    }
+
+    /// Queue a pre-encoded shared frame without copying, subject to `max` queued bytes.
+    pub fn push_shared(&mut self, frame: Bytes, max: usize) -> SendStatus {
+        if !self.admits(frame.len(), max) {
+            return SendStatus::Dropped;
+        }
+        let before = self.queued;
+        self.queued += frame.len();
+        self.segs.push_back(Seg::Shared(frame));
+        self.status_for(before)
+    }
+
+    /// Describe the next send: `Single(ptr, len)` for one segment, or fill `iov` and return `Vectored(n)`.
+    /// Marks the segments in flight. Call only when `has_unsent()`.
+    pub fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> Prepared {
+        debug_assert!(self.has_unsent());
+        // Drop empty owned tails (a pooled buffer nothing was written to).
+        while let Some(Seg::Owned(v)) = self.segs.back() {
+            if !v.is_empty() {
+                break;
+            }
+            self.segs.pop_back();
+        }
+        let n = self.segs.len().min(MAX_IOV);
+        self.inflight_segs = n as u16;
+        let off = self.head_off as usize;
+        if n == 1 {
+            let b = &self.segs[0].bytes()[off..];
+            return Prepared::Single(b.as_ptr(), b.len());
+        }
+        for (i, seg) in self.segs.iter().take(n).enumerate() {
+            let b = if i == 0 {
+                &seg.bytes()[off..]
+            } else {
+                seg.bytes()
+            };
+            iov[i] = libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            };
+        }
+        Prepared::Vectored(n)
+    }
+
+    /// The send in flight completed having written `written` bytes. Fully written segments are released.
+    pub fn complete_send(&mut self, mut written: usize, pool: &mut BufPool) {
+        self.inflight_segs = 0;
+        self.queued -= written.min(self.queued);
+        while written > 0 {
+            let Some(front) = self.segs.front() else {
+                break;
+            };
+            let rest = front.bytes().len() - self.head_off as usize;
+            if written >= rest {
+                written -= rest;
+                self.head_off = 0;
+                if let Some(Seg::Owned(v)) = self.segs.pop_front() {
+                    pool.give(v);
+                }
+            } else {
+                self.head_off += written as u32;
+                written = 0;
+            }
+        }
+    }
+
+    /// The send in flight failed or was abandoned: nothing more will be sent.
+    pub fn abandon(&mut self, pool: &mut BufPool) {
+        self.inflight_segs = 0;
+        self.queued = 0;
+        self.head_off = 0;
+        for s in self.segs.drain(..) {
+            if let Seg::Owned(v) = s {
+                pool.give(v);
+            }
+        }
+    }
+
+    /// Release the queue's own allocation when idle (called by the periodic sweep).
+    pub fn shrink_if_idle(&mut self) {
+        if self.segs.is_empty() && self.segs.capacity() != 0 {
+            self.segs = VecDeque::new();
+        }
+    }
+}
+
+pub(crate) enum Prepared {
+    Single(*const u8, usize),
+    Vectored(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain_all(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        while o.has_unsent() {
+            let chunk: Vec<u8> = match o.prepare_send(&mut iov) {
+                // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
+                Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+                Prepared::Vectored(k) => iov[..k]
+                    .iter()
+                    // SAFETY: as above.
+                    .flat_map(|v| {
+                        unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+                            .to_vec()
+                    })
+                    .collect(),
+            };
+            // Simulate a short send of at most 7 bytes to exercise resumption.
+            let w = chunk.len().min(7);
+            all.extend_from_slice(&chunk[..w]);
+            o.complete_send(w, pool);
+        }
+        all
+    }
+
+    #[test]
+    fn order_is_kept_across_owned_and_shared_segments_and_short_sends() {
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        assert_eq!(
+            o.push_frame(OpCode::Text, b"one", 1 << 20, &mut pool),
+            SendStatus::Sent
+        );
+        assert_eq!(
+            o.push_shared(Bytes::from_static(b"\x81\x03two"), 1 << 20),
+            SendStatus::Buffered
+        );
+        o.push_control(OpCode::Pong, b"", &mut pool);
+        assert_eq!(
+            o.push_frame(OpCode::Binary, b"three", 1 << 20, &mut pool),
+            SendStatus::Buffered
+        );
+        let expect = [
+            &b"\x81\x03one"[..],
+            b"\x81\x03two",
+            b"\x8a\x00",
+            b"\x82\x05three",
+        ]
+        .concat();
+        assert_eq!(o.queued(), expect.len());
+        assert_eq!(drain_all(&mut o, &mut pool), expect);
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn bytes_queued_while_in_flight_go_after_the_in_flight_ones() {
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        o.push_frame(OpCode::Text, b"a", 1 << 20, &mut pool);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let Prepared::Single(p, n) = o.prepare_send(&mut iov) else {
+            panic!("one segment")
+        };
+        assert!(!o.has_unsent());
+        o.push_frame(OpCode::Text, b"b", 1 << 20, &mut pool);
+        // The in-flight bytes were not touched by the second push.
+        // SAFETY: p/n describe the in-flight segment, alive until complete_send.
+        assert_eq!(unsafe { std::slice::from_raw_parts(p, n) }, b"\x81\x01a");
+        o.complete_send(n, &mut pool);
+        assert_eq!(drain_all(&mut o, &mut pool), b"\x81\x01b");
+    }
+
+    #[test]
+    fn queue_is_bounded_but_admits_one_large_message_when_empty() {
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        let big = vec![0u8; 5000];
+        assert_eq!(
+            o.push_frame(OpCode::Binary, &big, 4096, &mut pool),
+            SendStatus::Sent
+        );
+        assert_eq!(
+            o.push_frame(OpCode::Binary, b"x", 4096, &mut pool),
+            SendStatus::Dropped
+        );
+        assert_eq!(
+            o.push_shared(Bytes::from_static(b"\x82\x00"), 4096),
+            SendStatus::Dropped
+        );
+        // Control frames are never dropped.
+        o.push_control(OpCode::Pong, b"p", &mut pool);
+        assert_eq!(o.queued(), 5000 + 4 + 3);
+    }
+}

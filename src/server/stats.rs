@@ -1,0 +1,152 @@
+//! Counters. Each worker counts in plain integers on its hot path and stores them into its own atomics once per
+//! loop turn (a single writer: plain stores, no read-modify-write); readers sum the workers.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $field:ident : $kind:literal, $metric:literal, $help:literal; )*) => {
+        /// One worker's counters, as plain integers (owned by the worker thread).
+        #[derive(Debug, Default, Clone, Copy)]
+        pub(crate) struct Counters { $( pub $field: u64, )* }
+
+        /// One worker's counters as seen by other threads.
+        #[derive(Debug, Default)]
+        pub(crate) struct WorkerStats { $( $field: AtomicU64, )* }
+
+        impl WorkerStats {
+            pub fn store(&self, c: &Counters) {
+                $( self.$field.store(c.$field, Ordering::Relaxed); )*
+            }
+            pub fn load(&self) -> Counters {
+                Counters { $( $field: self.$field.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        impl Counters {
+            fn add(&mut self, o: &Counters) {
+                $( self.$field += o.$field; )*
+            }
+            /// (field, kind, metric name, help) for the Prometheus exposition.
+            const META: &'static [(&'static str, &'static str, &'static str, &'static str)] =
+                &[ $( (stringify!($field), $kind, $metric, $help), )* ];
+            fn values(&self) -> Vec<u64> { vec![ $( self.$field, )* ] }
+        }
+    };
+}
+
+counters! {
+    connections: "gauge", "ringws_connections", "Open connections (HTTP and WebSocket).";
+    websockets: "gauge", "ringws_websockets", "Open WebSocket connections.";
+    accepted: "counter", "ringws_accepted_total", "TCP connections accepted.";
+    upgraded: "counter", "ringws_upgrades_total", "Successful WebSocket upgrades.";
+    rejected_capacity: "counter", "ringws_rejected_capacity_total", "Connections refused: max connections reached (503 or closed).";
+    rejected_upgrade: "counter", "ringws_rejected_upgrade_total", "Upgrades refused by the handler's upgrade hook.";
+    rejected_bad_request: "counter", "ringws_rejected_bad_request_total", "Malformed, oversized or invalid handshakes (4xx).";
+    handshake_timeouts: "counter", "ringws_handshake_timeouts_total", "Connections closed because the request head did not arrive in time.";
+    http_requests: "counter", "ringws_http_requests_total", "Plain HTTP requests served.";
+    messages_in: "counter", "ringws_messages_in_total", "WebSocket messages received.";
+    messages_out: "counter", "ringws_messages_out_total", "WebSocket messages queued for sending (including publishes).";
+    bytes_in: "counter", "ringws_bytes_in_total", "Bytes received from sockets.";
+    bytes_out: "counter", "ringws_bytes_out_total", "Bytes written to sockets.";
+    protocol_errors: "counter", "ringws_protocol_errors_total", "Connections failed for a protocol violation (1002/1007/1009).";
+    backpressure_pauses: "counter", "ringws_backpressure_pauses_total", "Times a connection's reads were paused because its outbound queue was over half of max_backpressure.";
+    dropped_messages: "counter", "ringws_dropped_messages_total", "Messages not queued because a connection's outbound queue was full.";
+    slow_consumer_closes: "counter", "ringws_slow_consumer_closes_total", "Subscribers closed by the slow-consumer policy.";
+    send_stalls: "counter", "ringws_send_stalls_total", "Connections dropped because their queued bytes made no progress.";
+    idle_closes: "counter", "ringws_idle_closes_total", "Connections closed by the idle timeout.";
+    publishes: "counter", "ringws_publishes_total", "Publishes made on this worker.";
+    cross_worker_dropped: "counter", "ringws_cross_worker_dropped_total", "Publishes not delivered to another worker because its queue was full.";
+    loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
+    enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
+}
+
+/// Counters summed over every worker, plus facts about the server.
+#[derive(Debug, Clone)]
+pub struct StatsSnapshot {
+    pub workers: usize,
+    pub uptime_s: f64,
+    pub connections: u64,
+    pub websockets: u64,
+    pub accepted: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub dropped: u64,
+    pub protocol_errors: u64,
+    pub rejected: u64,
+}
+
+pub(crate) fn snapshot(workers: &[WorkerStats], uptime_s: f64) -> StatsSnapshot {
+    let mut t = Counters::default();
+    for w in workers {
+        t.add(&w.load());
+    }
+    StatsSnapshot {
+        workers: workers.len(),
+        uptime_s,
+        connections: t.connections,
+        websockets: t.websockets,
+        accepted: t.accepted,
+        messages_in: t.messages_in,
+        messages_out: t.messages_out,
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        dropped: t.dropped_messages + t.cross_worker_dropped,
+        protocol_errors: t.protocol_errors,
+        rejected: t.rejected_capacity
+            + t.rejected_upgrade
+            + t.rejected_bad_request
+            + t.handshake_timeouts,
+    }
+}
+
+/// Prometheus text format (0.0.4): every counter per worker (`worker` label).
+pub(crate) fn prometheus(workers: &[WorkerStats], uptime_s: f64) -> String {
+    let per: Vec<Vec<u64>> = workers.iter().map(|w| w.load().values()).collect();
+    let mut s = String::with_capacity(8192);
+    for (i, (_, kind, metric, help)) in Counters::META.iter().enumerate() {
+        let _ = writeln!(s, "# HELP {metric} {help}");
+        let _ = writeln!(s, "# TYPE {metric} {kind}");
+        for (w, vals) in per.iter().enumerate() {
+            let _ = writeln!(s, "{metric}{{worker=\"{w}\"}} {}", vals[i]);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP ringws_uptime_seconds Seconds since the server started."
+    );
+    let _ = writeln!(s, "# TYPE ringws_uptime_seconds gauge");
+    let _ = writeln!(s, "ringws_uptime_seconds {uptime_s:.3}");
+    let _ = writeln!(s, "# HELP ringws_workers Worker threads.");
+    let _ = writeln!(s, "# TYPE ringws_workers gauge");
+    let _ = writeln!(s, "ringws_workers {}", workers.len());
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_sums_workers_and_prometheus_lists_each() {
+        let ws = [WorkerStats::default(), WorkerStats::default()];
+        ws[0].store(&Counters {
+            messages_in: 3,
+            connections: 1,
+            ..Default::default()
+        });
+        ws[1].store(&Counters {
+            messages_in: 4,
+            connections: 2,
+            ..Default::default()
+        });
+        let s = snapshot(&ws, 1.0);
+        assert_eq!((s.messages_in, s.connections), (7, 3));
+        let text = prometheus(&ws, 1.0);
+        assert!(text.contains("ringws_messages_in_total{worker=\"0\"} 3\n"));
+        assert!(text.contains("ringws_messages_in_total{worker=\"1\"} 4\n"));
+        assert!(text.contains("# TYPE ringws_connections gauge\n"));
+    }
+}
