@@ -38,6 +38,7 @@ macro_rules! counters {
 counters! {
     connections: "gauge", "ringws_connections", "Open connections (HTTP and WebSocket).";
     websockets: "gauge", "ringws_websockets", "Open WebSocket connections.";
+    outbound_bytes: "gauge", "ringws_outbound_queued_bytes", "Bytes queued for sending over all connections (sampled once a second).";
     accepted: "counter", "ringws_accepted_total", "TCP connections accepted.";
     upgraded: "counter", "ringws_upgrades_total", "Successful WebSocket upgrades.";
     rejected_capacity: "counter", "ringws_rejected_capacity_total", "Connections refused: max connections reached (503 or closed).";

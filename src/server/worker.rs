@@ -863,7 +863,9 @@ impl<H: Handler> Worker<H> {
             Stall,
         }
         let mut acts = Vec::new();
+        let mut queued = 0u64;
         for (k, c) in self.conns.iter_mut() {
+            queued += c.out.queued() as u64;
             if c.flags & DEAD != 0 {
                 continue;
             }
@@ -901,6 +903,7 @@ impl<H: Handler> Worker<H> {
             }
             c.out.shrink_if_idle();
         }
+        self.local.c.outbound_bytes = queued;
         for (slot, a) in acts {
             match a {
                 Act::Kill(code) => self.kill(slot, code),
