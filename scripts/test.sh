@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# scripts/test.sh -- the whole test suite, from a fresh machine (this is the README's test command; CI runs it).
+#
+# 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool; npm: playwright-core;
+#    PyPI: Autobahn's wstest; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
+# 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
+#    promtool check of /metrics, the load client against the server;
+# 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port;
+# 4. the Autobahn|Testsuite gate against /echo (every case as in autobahn/expected.json);
+# 5. bounded fuzzing: each cargo-fuzz target for $FUZZ_SECONDS (default 60) seconds; fails on any crash.
+#
+# Skip stages with SKIP_BROWSER=1, SKIP_AUTOBAHN=1, SKIP_FUZZ=1 (CI runs them all).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "install test dependencies (idempotent)"
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "not root: cannot apt-get install ${need_apt[*]} (the tests that need them will say so)"
+  fi
+fi
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet
+fi
+
+step "cargo test --workspace"
+cargo test --workspace
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+  step "browser test (headless Chromium)"
+  cargo build --release --quiet --bin ringws
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  target/release/ringws --port "$PORT" --no-pin >target/browser-server.log 2>&1 &
+  SRV=$!
+  trap 'kill $SRV 2>/dev/null || true' EXIT
+  for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1).close()" 2>/dev/null && break
+    sleep 0.1
+  done
+  RINGWS_URL="http://127.0.0.1:$PORT" bash scripts/browser-test.sh
+  kill -INT $SRV; wait $SRV; trap - EXIT
+  echo "server exited cleanly after SIGINT"
+fi
+
+if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
+  step "Autobahn|Testsuite gate"
+  bash scripts/autobahn.sh
+fi
+
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  step "bounded fuzzing (${FUZZ_SECONDS}s per target)"
+  bash scripts/fuzz.sh "$FUZZ_SECONDS"
+fi
+
+step "all test stages passed"
