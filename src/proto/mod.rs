@@ -6,5 +6,7 @@
 pub mod connection;
 pub mod frame;
 
-pub use connection::{CloseCode, Connection, Event, Limits, ProtocolError, Role, State};
-pub use frame::OpCode;
+pub use connection::{
+    is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
+};
+pub use frame::{OpCode, MAX_HEADER_LEN};
