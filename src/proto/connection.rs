@@ -691,6 +691,7 @@ impl Connection {
                 }
                 self.buf = Vec::new();
                 self.msg_op = 0;
+                self.utf8_tail = 0;
                 on_event(Event::Close { code, reason });
             }
         }
@@ -736,6 +737,8 @@ impl Connection {
         self.buf = Vec::new();
         self.flags &= !F_IN_PAYLOAD;
         self.spill_len = 0;
+        self.msg_op = 0;
+        self.utf8_tail = 0;
     }
 }
 
