@@ -246,7 +246,7 @@
       g.fillStyle = css.getPropertyValue('--muted').trim() || '#888';
       g.font = `${11 * dpr}px system-ui, sans-serif`;
       g.textBaseline = 'middle';
-      g.fillText('round-trip times appear here (send something or tick "Measure latency")', 6 * dpr, h / 2);
+      g.fillText('round-trip times (ms) appear here', 6 * dpr, h / 2);
       return;
     }
     const top = Math.max(p95(r) * 1.25, 0.5);

@@ -73,6 +73,14 @@ test('echo pane: connect, text + binary echo, disconnect', { timeout: 60_000 }, 
     const url = await tid(page, 'echo-url').inputValue();
     assert.match(url, /^wss?:\/\/.+\/echo$/, 'default echo URL is same-origin /echo');
 
+    // Record every state the badge shows, so the short CONNECTING / CLOSING phases are seen too.
+    await page.evaluate(() => {
+      const badge = document.querySelector('[data-testid=echo-status]');
+      window.__echoStates = [badge.textContent];
+      new MutationObserver(() => window.__echoStates.push(badge.textContent))
+        .observe(badge, { childList: true, characterData: true, subtree: true });
+    });
+
     await tid(page, 'echo-connect').click();
     await assertText(status, 'OPEN');
 
@@ -106,6 +114,20 @@ test('echo pane: connect, text + binary echo, disconnect', { timeout: 60_000 }, 
     await tid(page, 'echo-disconnect').click();
     await assertText(status, 'CLOSED');
     await log.locator('li', { hasText: 'closed (code 1000' }).first().waitFor();
+    const states = (await page.evaluate(() => window.__echoStates)).filter((x, i, a) => x !== a[i - 1]);
+    assert.deepEqual(states, ['CLOSED', 'CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'], 'state badge sequence');
+    const colours = new Set();
+    for (const st of ['open', 'closed']) {
+      colours.add(await page.evaluate((c) => {
+        const e = document.createElement('span');
+        e.className = `state state-${c}`;
+        document.body.append(e);
+        const col = getComputedStyle(e).color;
+        e.remove();
+        return col;
+      }, st));
+    }
+    assert.equal(colours.size, 2, 'OPEN and CLOSED are coloured differently');
     await shot(page, 'echo-closed');
   } finally {
     await page.context().close();
@@ -155,6 +177,15 @@ test('chat: two pages, names, same room, presence, messages, no HTML injection',
     await logB.locator('.line .who', { hasText: '<b>mallory</b>' }).first().waitFor();
     assert.equal(await tid(b, 'chat-log').locator('b').count(), 0, 'no <b> element from a name');
 
+    // A second room on alice's page becomes active; bob's message in the first one shows an unread badge.
+    const room2 = `${room}-2`;
+    await join(a, room2);
+    await say(b, 'are you there?');
+    await assertText(a.locator(`[data-testid=chat-room-tab][data-room="${room}"] .badge`), '1');
+    await a.locator(`[data-testid=chat-room-tab][data-room="${room}"]`).click();
+    assert.equal(await a.locator(`[data-testid=chat-room-tab][data-room="${room}"] .badge`).isHidden(), true, 'badge cleared');
+    await logA.locator('.line', { hasText: 'are you there?' }).first().waitFor();
+
     // Leave: bob sees the left notice with the new count.
     await a.getByTestId('chat-leave').click();
     await logB.locator('.presence', { hasText: `<b>mallory</b> left #${room} (1 here)` }).first().waitFor();
@@ -180,6 +211,15 @@ test('stats strip shows numbers; narrow layout stacks the panes', { timeout: 60_
       null, { timeout: T });
     const conns = Number((await tid(page, 'stats-connections').textContent()).replace(/,/g, ''));
     assert.ok(conns >= 1, `connections >= 1 (this page's chat socket), got ${conns}`);
+
+    // Graceful failure: /stats unreachable -> "stats unavailable", no uncaught error.
+    await page.route('**/stats', (route) => route.abort('connectionrefused'));
+    await assertText(tid(page, 'stats-status'), 'stats unavailable');
+    await shot(page, 'stats-unavailable');
+    await page.unroute('**/stats');
+    await page.waitForFunction(
+      () => /^\d/.test(document.querySelector('[data-testid=stats-connections]')?.textContent ?? ''),
+      null, { timeout: T });
 
     const [echoBox, chatBox] = await Promise.all(
       ['#echo-title', '#chat-title'].map((s) => page.locator(s).boundingBox()));
