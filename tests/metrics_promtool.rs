@@ -37,7 +37,12 @@ fn metrics_endpoint_passes_promtool_and_counts_traffic() {
             return;
         }
     };
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

@@ -9,7 +9,8 @@ use server_util::*;
 use tungstenite::{Message, WebSocket};
 
 fn client(addr: std::net::SocketAddr, path: &str) -> WebSocket<std::net::TcpStream> {
-    let (ws, resp) = tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
+    let (ws, resp) =
+        tungstenite::client(format!("ws://{addr}{path}"), tcp(addr)).expect("handshake");
     assert_eq!(resp.status(), 101);
     ws
 }
@@ -27,7 +28,10 @@ fn handshake_rfc_example_key_gets_the_rfc_accept_value() {
     .unwrap();
     let (status, head) = read_head(&mut s);
     assert_eq!(status, 101);
-    assert!(head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"), "{head}");
+    assert!(
+        head.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
 }
 
 #[test]
@@ -85,7 +89,11 @@ fn echo_text_and_binary_at_length_boundaries() {
         assert_eq!(ws.read().unwrap(), Message::text(text), "text of {n} bytes");
         let bin: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
         ws.send(Message::binary(bin.clone())).unwrap();
-        assert_eq!(ws.read().unwrap(), Message::binary(bin), "binary of {n} bytes");
+        assert_eq!(
+            ws.read().unwrap(),
+            Message::binary(bin),
+            "binary of {n} bytes"
+        );
     }
 }
 
@@ -114,8 +122,15 @@ fn fragmented_message_with_interleaved_ping_is_reassembled() {
     s.write_all(&frame(true, 9, b"ping!")).unwrap();
     s.write_all(&frame(false, 0, b"lo, ")).unwrap();
     s.write_all(&frame(true, 0, "wörld".as_bytes())).unwrap();
-    assert_eq!(read_frame(&mut s), (0x8a, b"ping!".to_vec()), "pong first, with the ping's payload");
-    assert_eq!(read_frame(&mut s), (0x81, "Hello, wörld".as_bytes().to_vec()));
+    assert_eq!(
+        read_frame(&mut s),
+        (0x8a, b"ping!".to_vec()),
+        "pong first, with the ping's payload"
+    );
+    assert_eq!(
+        read_frame(&mut s),
+        (0x81, "Hello, wörld".as_bytes().to_vec())
+    );
 }
 
 #[test]
@@ -135,7 +150,8 @@ fn frames_split_byte_by_byte_are_handled() {
 fn ping_gets_pong_with_same_payload() {
     let srv = start(config());
     let mut ws = client(srv.local_addr(), "/echo");
-    ws.send(Message::Ping(b"are you there".to_vec().into())).unwrap();
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
     loop {
         match ws.read().unwrap() {
             Message::Pong(p) => {
@@ -215,7 +231,16 @@ fn fragmented_ping_is_1002() {
 
 #[test]
 fn invalid_utf8_is_1007() {
-    assert_violation(&frame(true, 1, &[0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80]), 1007);
+    assert_violation(
+        &frame(
+            true,
+            1,
+            &[
+                0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80,
+            ],
+        ),
+        1007,
+    );
 }
 
 #[test]

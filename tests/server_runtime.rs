@@ -58,20 +58,34 @@ fn client_that_never_reads_is_paused_bounded_then_dropped() {
                 off = (off + n) % msg.len();
                 last_progress = Instant::now();
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
             Err(e) => panic!("write: {e}"),
         }
     }
-    assert!(written < 512 << 20, "the server kept reading from a client that never reads");
+    assert!(
+        written < 512 << 20,
+        "the server kept reading from a client that never reads"
+    );
     assert_echo(&mut healthy, b"still here");
     // The server paused that connection and its queue stayed within the bound (plus one message).
     let m = metrics(&srv);
-    assert!(metric(&m, "ringws_backpressure_pauses_total") >= 1, "{m}");
+    assert!(
+        metric(&m, "ringws_backpressure_pauses_total") >= 1,
+        "wrote {written}: {m}"
+    );
     std::thread::sleep(Duration::from_millis(1100));
     let queued = metric(&metrics(&srv), "ringws_outbound_queued_bytes");
-    assert!(queued <= (64 << 10) + (16 << 10) + 64, "queued {queued} bytes");
+    assert!(
+        queued <= (64 << 10) + (16 << 10) + 64,
+        "queued {queued} bytes"
+    );
     // No progress for send_stall_timeout: the connection is dropped.
-    assert!(eventually(Duration::from_secs(6), || metric(&metrics(&srv), "ringws_send_stalls_total") >= 1));
+    assert!(eventually(Duration::from_secs(6), || metric(
+        &metrics(&srv),
+        "ringws_send_stalls_total"
+    ) >= 1));
     assert_echo(&mut healthy, b"and still here");
 }
 
@@ -85,11 +99,16 @@ fn slowloris_is_closed_at_the_handshake_timeout() {
     let mut s = tcp(a);
     s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\n").unwrap();
     let t = Instant::now();
-    let mut b = [0u8; 16];
-    let r = s.read(&mut b);
-    assert!(matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionReset), "{r:?}");
+    let r = read_retrying(&mut s);
+    assert!(
+        matches!(r, Ok(0)) || matches!(&r, Err(e) if e.kind() == ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert_eq!(metric(&metrics(&srv), "ringws_handshake_timeouts_total"), 1);
+    assert!(eventually(Duration::from_secs(2), || metric(
+        &metrics(&srv),
+        "ringws_handshake_timeouts_total"
+    ) == 1));
     assert_echo(&mut healthy, b"fine");
 }
 
@@ -98,7 +117,10 @@ fn oversized_handshake_is_431() {
     let srv = start(config());
     let a = srv.local_addr();
     let mut healthy = ws_raw(a, "/echo");
-    let big = format!("GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    let big = format!(
+        "GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     let (st, _) = http(a, &big);
     assert!(st == 431 || st == 400, "status {st}");
     assert_echo(&mut healthy, b"fine");
@@ -113,10 +135,15 @@ fn reset_in_the_middle_of_a_frame_costs_only_that_connection() {
         let s = ws_raw(a, "/echo");
         let f = frame(true, 2, &[1u8; 1000]);
         (&s).write_all(&f[..500]).unwrap();
-        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
         drop(s); // RST
     }
-    assert!(eventually(Duration::from_secs(5), || metric(&metrics(&srv), "ringws_websockets") == 1));
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &metrics(&srv),
+        "ringws_websockets"
+    ) == 1));
     assert_echo(&mut healthy, b"fine");
 }
 
@@ -138,7 +165,10 @@ fn upgrades_over_max_connections_get_503_and_the_server_stays_up() {
     }
     assert_echo(&mut open[0], b"fine");
     drop(open.pop());
-    assert!(eventually(Duration::from_secs(5), || metric(&metrics(&srv), "ringws_websockets") == 2));
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &metrics(&srv),
+        "ringws_websockets"
+    ) == 2));
     let mut again = ws_raw(a, "/echo");
     assert_echo(&mut again, b"room again");
     assert!(metric(&metrics(&srv), "ringws_rejected_capacity_total") >= 50);
@@ -150,17 +180,29 @@ fn a_thousand_concurrent_connections_echo_correctly_across_workers() {
     let a = srv.local_addr();
     let mut conns: Vec<_> = (0..1000).map(|_| ws_raw(a, "/echo")).collect();
     for (i, s) in conns.iter_mut().enumerate() {
-        s.write_all(&frame(true, 1, format!("conn {i}").as_bytes())).unwrap();
+        s.write_all(&frame(true, 1, format!("conn {i}").as_bytes()))
+            .unwrap();
     }
     for (i, s) in conns.iter_mut().enumerate() {
         assert_eq!(read_frame(s), (0x81, format!("conn {i}").into_bytes()));
     }
     let m = metrics(&srv);
     let per_worker: Vec<u64> = (0..2)
-        .map(|w| metric(&m.lines().filter(|l| l.contains(&format!("worker=\"{w}\""))).collect::<Vec<_>>().join("\n"), "ringws_websockets"))
+        .map(|w| {
+            metric(
+                &m.lines()
+                    .filter(|l| l.contains(&format!("worker=\"{w}\"")))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                "ringws_websockets",
+            )
+        })
         .collect();
     assert_eq!(per_worker.iter().sum::<u64>(), 1000, "{per_worker:?}");
-    assert!(per_worker.iter().all(|&n| n > 0), "SO_REUSEPORT spread: {per_worker:?}");
+    assert!(
+        per_worker.iter().all(|&n| n > 0),
+        "SO_REUSEPORT spread: {per_worker:?}"
+    );
 }
 
 #[test]
@@ -172,7 +214,13 @@ fn graceful_shutdown_closes_websockets_with_1001() {
     srv.shutdown();
     assert_eq!(expect_close(&mut s), Some(1001));
     // Complete the handshake as a polite client would.
-    s.write_all(&frame(true, 8, &1001u16.to_be_bytes())).unwrap();
+    s.write_all(&frame(true, 8, &1001u16.to_be_bytes()))
+        .unwrap();
     srv.join().expect("workers exit cleanly");
-    assert!(std::net::TcpStream::connect(a).is_err(), "listener closed");
+    // The kernel releases the listening socket once the ring's cancelled accept is torn down.
+    assert!(
+        eventually(Duration::from_secs(3), || std::net::TcpStream::connect(a)
+            .is_err()),
+        "listener closed"
+    );
 }

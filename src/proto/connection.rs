@@ -147,6 +147,8 @@ const F_MSG_RSV1: u8 = 1 << 2;
 const F_IN_PAYLOAD: u8 = 1 << 3;
 /// The current frame has FIN set.
 const F_FIN: u8 = 1 << 4;
+/// Pings are answered by the application (see `set_auto_pong`), not queued here.
+const F_NO_AUTO_PONG: u8 = 1 << 5;
 
 // `close` bits.
 /// Our close frame is queued (or already sent).
@@ -244,6 +246,17 @@ impl Connection {
             self.flags |= F_ALLOW_RSV1;
         } else {
             self.flags &= !F_ALLOW_RSV1;
+        }
+    }
+
+    /// Whether a ping is answered by queueing a pong for `poll_transmit` (default true). A server that writes its own
+    /// outbound stream turns this off and answers `Event::Ping` itself, so the pong keeps its place among the
+    /// messages produced by the same read (a pong for a ping that arrived before a message goes out before its echo).
+    pub fn set_auto_pong(&mut self, on: bool) {
+        if on {
+            self.flags &= !F_NO_AUTO_PONG;
+        } else {
+            self.flags |= F_NO_AUTO_PONG;
         }
     }
 
@@ -662,7 +675,9 @@ impl Connection {
         match self.op {
             0x9 => {
                 if open {
-                    self.queue_control(OpCode::Pong, payload);
+                    if self.flags & F_NO_AUTO_PONG == 0 {
+                        self.queue_control(OpCode::Pong, payload);
+                    }
                     on_event(Event::Ping(payload));
                 }
             }

@@ -540,7 +540,13 @@ impl<H: Handler> Worker<H> {
                     self.starved.push(slot);
                 }
             }
-            libc::ECANCELED => {}
+            libc::ECANCELED => {
+                // Cancelled to pause reading; if the pause already ended (the send completion was reaped first,
+                // while this recv still counted as armed), reading resumes here.
+                if !more {
+                    self.arm_recv(slot);
+                }
+            }
             _ => {
                 // EOF (0) or a reset: the peer is gone.
                 self.kill(slot, 1006);
@@ -1189,7 +1195,14 @@ fn ws_read<H: Handler>(
                 can_send = ws.can_send;
             }
         }
-        Event::Ping(_) | Event::Pong(_) => {}
+        Event::Ping(p) => {
+            // Answered here so the pong keeps its place among this read's replies.
+            if out.queued() == 0 {
+                local.dirty.push(slot);
+            }
+            out.push_control(OpCode::Pong, p, &mut local.pool);
+        }
+        Event::Pong(_) => {}
         Event::Close { code, .. } => peer_close = Some(code.unwrap_or(1005)),
     });
     if let Err(e) = result {

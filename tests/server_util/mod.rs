@@ -20,7 +20,10 @@ pub fn config() -> Config {
 }
 
 pub fn start(c: Config) -> ServerHandle {
-    Server::new(c, DemoApp::new()).expect("valid config").start().expect("server starts")
+    Server::new(c, DemoApp::new())
+        .expect("valid config")
+        .start()
+        .expect("server starts")
 }
 
 pub fn tcp(addr: SocketAddr) -> TcpStream {
@@ -39,11 +42,19 @@ pub fn read_head(s: &mut TcpStream) -> (u16, String) {
         match s.read(&mut b) {
             Ok(0) => break,
             Ok(_) => buf.push(b[0]),
-            Err(e) => panic!("reading response head: {e} (got {:?})", String::from_utf8_lossy(&buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => panic!(
+                "reading response head: {e} (got {:?})",
+                String::from_utf8_lossy(&buf)
+            ),
         }
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
@@ -54,12 +65,19 @@ pub fn http(addr: SocketAddr, req: &str) -> (u16, String) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     (status, text)
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    http(addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"))
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+    )
 }
 
 /// Open a WebSocket with a raw handshake; returns the stream positioned after the 101 head.
@@ -77,7 +95,11 @@ pub fn ws_raw(addr: SocketAddr, path: &str) -> TcpStream {
 
 /// A client frame, masked with a fixed key (tests want reproducible bytes).
 pub fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    frame_raw(if fin { 0x80 } else { 0 } | opcode, payload, Some([0x37, 0xfa, 0x21, 0x3d]))
+    frame_raw(
+        if fin { 0x80 } else { 0 } | opcode,
+        payload,
+        Some([0x37, 0xfa, 0x21, 0x3d]),
+    )
 }
 
 /// Any frame: first byte as given, masked with `key` or unmasked.
@@ -132,19 +154,33 @@ pub fn expect_close(s: &mut TcpStream) -> Option<u16> {
     loop {
         let (b0, p) = read_frame(s);
         if b0 & 0x0f == 0x8 {
-            return if p.len() >= 2 { Some(u16::from_be_bytes([p[0], p[1]])) } else { None };
+            return if p.len() >= 2 {
+                Some(u16::from_be_bytes([p[0], p[1]]))
+            } else {
+                None
+            };
         }
     }
 }
 
 /// After the close handshake the server closes TCP: the next read sees EOF (or a reset).
 pub fn expect_eof(s: &mut TcpStream) {
-    let mut b = [0u8; 64];
-    match s.read(&mut b) {
+    match read_retrying(s) {
         Ok(0) => {}
         Ok(n) => panic!("expected EOF, got {n} more bytes"),
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("expected EOF, got {e}"),
+    }
+}
+
+/// One `read`, retried on EINTR.
+pub fn read_retrying(s: &mut TcpStream) -> std::io::Result<usize> {
+    let mut b = [0u8; 64];
+    loop {
+        match s.read(&mut b) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
     }
 }
 
