@@ -12,7 +12,7 @@
   const STATS_MS = 1000;        // /stats poll interval
   const STATS_TIMEOUT_MS = 2500;
   const MAX_NAME = 32;          // characters (server contract)
-  const MAX_ROOM = 32;          // characters (page limit; see README)
+  const MAX_ROOM = 64;          // characters (server: MAX_ROOM_CHARS)
   const MAX_TEXT_BYTES = 4096;  // UTF-8 bytes (server contract)
   const STATE_NAMES = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 
