@@ -4,7 +4,7 @@
 
 mod server_util;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
 use server_util::*;

@@ -1093,10 +1093,10 @@ fn on_request<H: Handler>(
             if before == 0 {
                 local.dirty.push(slot);
             }
-            conn.phase = Phase::Ws {
-                proto: Connection::new(Role::Server, *limits),
-                data,
-            };
+            let mut proto = Connection::new(Role::Server, *limits);
+            // Pongs are written by `ws_read` in order with the replies of the same read.
+            proto.set_auto_pong(false);
+            conn.phase = Phase::Ws { proto, data };
             local.c.upgraded += 1;
             local.c.websockets += 1;
             if let Phase::Ws { data, .. } = &mut conn.phase {
