@@ -112,7 +112,10 @@ pub struct Args {
     pub sub_msg: String,
 
     /// Publish message; `{payload}` is replaced by the payload, which carries the send timestamp.
-    #[arg(long, default_value = r#"{"type":"say","room":"bench","text":"{payload}"}"#)]
+    #[arg(
+        long,
+        default_value = r#"{"type":"say","room":"bench","text":"{payload}"}"#
+    )]
     pub pub_template: String,
 
     /// Write the summary as JSON to stdout (the progress line still goes to stderr).
@@ -250,10 +253,7 @@ pub fn check_limits(conns: usize, threads: usize) -> Result<(), String> {
     // SAFETY: plain syscalls on a local struct.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
-            return Err(format!(
-                "getrlimit: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
         }
         if rl.rlim_cur < rl.rlim_max {
             let want = libc::rlimit {

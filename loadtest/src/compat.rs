@@ -69,15 +69,25 @@ pub mod handshake {
                 | *c.get(2).unwrap_or(&0) as u32;
             s.push(T[(v >> 18) as usize & 63] as char);
             s.push(T[(v >> 12) as usize & 63] as char);
-            s.push(if c.len() > 1 { T[(v >> 6) as usize & 63] as char } else { '=' });
-            s.push(if c.len() > 2 { T[v as usize & 63] as char } else { '=' });
+            s.push(if c.len() > 1 {
+                T[(v >> 6) as usize & 63] as char
+            } else {
+                '='
+            });
+            s.push(if c.len() > 2 {
+                T[v as usize & 63] as char
+            } else {
+                '='
+            });
         }
         s
     }
 
     impl ClientHandshake {
         pub fn new(key_bytes: [u8; 16]) -> Self {
-            ClientHandshake { key: b64(&key_bytes) }
+            ClientHandshake {
+                key: b64(&key_bytes),
+            }
         }
         #[allow(dead_code)]
         pub fn key(&self) -> &str {
@@ -98,14 +108,20 @@ pub mod handshake {
         pub fn parse_response(&self, buf: &[u8]) -> Result<Option<usize>, HttpError> {
             let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
                 if buf.len() > 8192 {
-                    return Err(HttpError { status: 0, reason: "response head too large" });
+                    return Err(HttpError {
+                        status: 0,
+                        reason: "response head too large",
+                    });
                 }
                 return Ok(None);
             };
             if buf.starts_with(b"HTTP/1.1 101") {
                 Ok(Some(end + 4))
             } else {
-                Err(HttpError { status: 0, reason: "not a 101 response" })
+                Err(HttpError {
+                    status: 0,
+                    reason: "not a 101 response",
+                })
             }
         }
     }

@@ -273,25 +273,19 @@ mod tests {
         );
         assert_eq!(parse_server_header(&[0x82, 126, 1]), Ok(None));
         assert_eq!(
-            parse_server_header(&[0x82, 126, 1, 0]).unwrap().unwrap().payload_len,
+            parse_server_header(&[0x82, 126, 1, 0])
+                .unwrap()
+                .unwrap()
+                .payload_len,
             256
         );
         let mut h = vec![0x02, 127];
         h.extend_from_slice(&65536u64.to_be_bytes());
         let p = parse_server_header(&h).unwrap().unwrap();
         assert_eq!((p.fin, p.header_len, p.payload_len), (false, 10, 65536));
-        assert_eq!(
-            parse_server_header(&[0x81, 0x85]),
-            Err(HeaderError::Masked)
-        );
-        assert_eq!(
-            parse_server_header(&[0xC1, 5]),
-            Err(HeaderError::Reserved)
-        );
-        assert_eq!(
-            parse_server_header(&[0x83, 5]),
-            Err(HeaderError::BadOpcode)
-        );
+        assert_eq!(parse_server_header(&[0x81, 0x85]), Err(HeaderError::Masked));
+        assert_eq!(parse_server_header(&[0xC1, 5]), Err(HeaderError::Reserved));
+        assert_eq!(parse_server_header(&[0x83, 5]), Err(HeaderError::BadOpcode));
         assert_eq!(
             parse_server_header(&[0x09, 5]),
             Err(HeaderError::BadControl)

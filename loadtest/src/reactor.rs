@@ -309,7 +309,11 @@ pub fn run_thread(
         scratch: Vec::new(),
         addr,
         addr_len,
-        connect_ts: Box::new(types::Timespec::new().sec(ct.as_secs()).nsec(ct.subsec_nanos())),
+        connect_ts: Box::new(
+            types::Timespec::new()
+                .sec(ct.as_secs())
+                .nsec(ct.subsec_nanos()),
+        ),
         plan,
     };
     let mut r = Reactor {
@@ -515,7 +519,14 @@ impl Reactor {
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.ring.submitter().submit_with_args(1, &args) {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
+                ) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -635,9 +646,12 @@ impl Reactor {
         c.st = St::Handshaking;
         c.rbuf = vec![0u8; self.ctx.rbuf_size.max(1024)].into_boxed_slice();
         c.sbuf.clear();
-        c.hs.as_ref()
-            .expect("handshake")
-            .write_request(&mut c.sbuf, &plan.target.host, &plan.target.path, &[]);
+        c.hs.as_ref().expect("handshake").write_request(
+            &mut c.sbuf,
+            &plan.target.host,
+            &plan.target.path,
+            &[],
+        );
         self.submit_send(i);
         self.arm_recv(i);
         let _ = now;
@@ -655,11 +669,10 @@ impl Reactor {
 
     fn handshake_read(&mut self, i: usize, now: u64) {
         let c = &mut self.conns[i];
-        let res = c
-            .hs
-            .as_ref()
-            .expect("handshake")
-            .parse_response(&c.rbuf[..c.rlen as usize]);
+        let res =
+            c.hs.as_ref()
+                .expect("handshake")
+                .parse_response(&c.rbuf[..c.rlen as usize]);
         match res {
             Ok(None) => {
                 if c.rlen as usize == c.rbuf.len() {
@@ -860,13 +873,9 @@ impl Reactor {
         }
         c.recv_armed = true;
         let len = c.rbuf.len() - off;
-        let e = opcode::Recv::new(
-            types::Fd(c.fd),
-            c.rbuf[off..].as_mut_ptr(),
-            len as u32,
-        )
-        .build()
-        .user_data(ud(i, OP_RECV));
+        let e = opcode::Recv::new(types::Fd(c.fd), c.rbuf[off..].as_mut_ptr(), len as u32)
+            .build()
+            .user_data(ud(i, OP_RECV));
         push(&mut self.ring, &e);
     }
 
@@ -1027,9 +1036,7 @@ impl Reactor {
                 let Some(p) = payload.windows(MARK.len()).position(|w| w == MARK) else {
                     return; // join confirmations, welcome messages, ...
                 };
-                let ts = payload
-                    .get(p + 3..p + 19)
-                    .and_then(frames::read_hex);
+                let ts = payload.get(p + 3..p + 19).and_then(frames::read_hex);
                 let Some(ts) = ts else {
                     ctx.stats.err(ErrKind::Mismatch);
                     return;

@@ -441,7 +441,8 @@ mod tests {
 
     #[test]
     fn proc_stat_parse() {
-        let line = "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
+        let line =
+            "1234 (my (odd) proc) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 100 0 0";
         let c = parse_proc_stat(line).unwrap();
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
         assert_eq!(c.user, Duration::from_nanos(250 * 1_000_000_000 / hz));
