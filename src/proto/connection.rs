@@ -1,12 +1,31 @@
 //! Per-connection protocol state (sans-IO).
 //!
-//! SKELETON: signatures are the contract the server is written against; bodies are being implemented.
-//!
 //! Call order, per read: `handle_read(input, on_event)` (unmasks `input` in place; events borrow either `input` or the
 //! connection's reassembly buffer, hence the callback) -> `poll_transmit(out)` (appends pending control frames: pongs,
 //! close) -> `poll_timeout()` to learn the next deadline; `handle_timeout(now)` when it passes.
+//!
+//! # When the transport may shut down
+//! Once [`Connection::state`] is [`State::Closed`] and `poll_transmit` has been drained, the transport may flush and
+//! close the TCP connection. `Closed` is reached when:
+//! - the peer sent a close frame and our reply has been handed out by `poll_transmit` (the server then closes TCP,
+//!   RFC 6455 7.1.1);
+//! - we initiated (`close`), our close frame has been handed out and the peer's close frame arrived;
+//! - the peer violated the protocol (`handle_read` returned `Err`) and our close frame carrying the error code has
+//!   been handed out (the connection is failed; we do not wait for the peer's close);
+//! - we initiated and the close timeout passed (`handle_timeout`).
+//!
+//! After a close frame was sent or received no further data messages (nor pings) are delivered; after the peer's
+//! close frame or a protocol error all further input is ignored.
+//!
+//! # Size
+//! `size_of::<Connection>()` is 96 bytes on 64-bit targets (pinned by a unit test). While idle (no partial message)
+//! it owns no heap memory: the reassembly buffer is released at the end of every `handle_read` that leaves it empty,
+//! and the queue for control frames is released once drained (it stays allocated only while closing).
 
 use std::time::{Duration, Instant};
+
+use super::frame::{self, FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -39,6 +58,13 @@ impl Default for Limits {
 
 /// A close status code (RFC 6455 7.4).
 pub type CloseCode = u16;
+
+/// Whether `code` may appear in a close frame on the wire (RFC 6455 7.4.1/7.4.2 plus the IANA-registered 1012-1014):
+/// 1000-1003, 1007-1014, 3000-4999. 1004-1006, 1015, codes below 1000, 1016-2999 and 5000+ are not.
+#[inline]
+pub fn is_valid_close_code(code: CloseCode) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -73,58 +99,666 @@ pub struct ProtocolError {
     pub reason: &'static str,
 }
 
-/// Per-connection protocol state. Small: tens of bytes plus any partially assembled message.
+const fn perr(code: CloseCode, reason: &'static str) -> ProtocolError {
+    ProtocolError { code, reason }
+}
+
+// The reasons are sent in the close frame (short, ASCII).
+const E_OPCODE: ProtocolError = perr(1002, "reserved opcode");
+const E_RSV: ProtocolError = perr(1002, "reserved bits set");
+const E_UNMASKED: ProtocolError = perr(1002, "unmasked client frame");
+const E_MASKED: ProtocolError = perr(1002, "masked server frame");
+const E_CTRL_FRAGMENTED: ProtocolError = perr(1002, "fragmented control frame");
+const E_CTRL_TOO_LONG: ProtocolError = perr(1002, "control frame over 125 bytes");
+const E_CONT_NO_START: ProtocolError = perr(1002, "continuation without a message");
+const E_DATA_IN_FRAGMENTED: ProtocolError = perr(1002, "new message inside a fragmented one");
+const E_NON_MINIMAL: ProtocolError = perr(1002, "non-minimal length encoding");
+const E_LEN_MSB: ProtocolError = perr(1002, "64-bit length with MSB set");
+const E_CLOSE_LEN1: ProtocolError = perr(1002, "close payload of 1 byte");
+const E_CLOSE_CODE: ProtocolError = perr(1002, "invalid close code");
+const E_CLOSE_UTF8: ProtocolError = perr(1007, "close reason is not UTF-8");
+const E_UTF8: ProtocolError = perr(1007, "text is not UTF-8");
+const E_FRAME_TOO_BIG: ProtocolError = perr(1009, "frame too big");
+const E_MESSAGE_TOO_BIG: ProtocolError = perr(1009, "message too big");
+
+impl From<HeaderError> for ProtocolError {
+    fn from(e: HeaderError) -> Self {
+        match e {
+            HeaderError::NonMinimalLength => E_NON_MINIMAL,
+            HeaderError::LengthMsbSet => E_LEN_MSB,
+        }
+    }
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "protocol error {}: {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+// `flags` bits.
+const F_CLIENT: u8 = 1 << 0;
+const F_ALLOW_RSV1: u8 = 1 << 1;
+/// The message being assembled had RSV1 set (compressed by an extension): no UTF-8 check, delivered as binary.
+const F_MSG_RSV1: u8 = 1 << 2;
+/// Inside a frame's payload (its header is parsed, `remaining` bytes are still to come).
+const F_IN_PAYLOAD: u8 = 1 << 3;
+/// The current frame has FIN set.
+const F_FIN: u8 = 1 << 4;
+
+// `close` bits.
+/// Our close frame is queued (or already sent).
+const C_QUEUED: u8 = 1 << 0;
+/// Our close frame was handed out by `poll_transmit`.
+const C_SENT: u8 = 1 << 1;
+/// The peer's close frame arrived.
+const C_RECEIVED: u8 = 1 << 2;
+/// The peer violated the protocol.
+const C_FAILED: u8 = 1 << 3;
+/// The close timeout passed.
+const C_TIMED_OUT: u8 = 1 << 4;
+
+/// Reassembly capacity kept between messages inside one `handle_read`; above it the buffer is released at once.
+const KEEP_CAPACITY: usize = 64 << 10;
+/// Largest up-front reservation for a partially received frame (a declared length is not trusted further).
+const MAX_RESERVE: u64 = 64 << 10;
+
+/// Rarely needed state, boxed so the hot struct stays small: queued control frames and the close bookkeeping.
+#[derive(Debug, Default)]
+struct Cold {
+    /// Encoded control frames waiting for `poll_transmit`.
+    out: Vec<u8>,
+    deadline: Option<Instant>,
+    error: Option<ProtocolError>,
+}
+
+/// Per-connection protocol state. Small: 96 bytes plus any partially assembled message (see the module docs).
 #[derive(Debug)]
 pub struct Connection {
-    _private: (),
+    /// Reassembly buffer: the data message being assembled, followed by the partial payload of a control frame split
+    /// over reads (removed again as soon as the control frame is complete).
+    buf: Vec<u8>,
+    cold: Option<Box<Cold>>,
+    /// Payload bytes of the current frame not yet received.
+    remaining: u64,
+    max_message: u64,
+    max_frame: u64,
+    close_timeout_ns: u64,
+    /// Mask key of the current frame (zero when unmasked).
+    key: [u8; 4],
+    /// A partial header carried over reads.
+    spill: [u8; MAX_HEADER_LEN],
+    spill_len: u8,
+    /// Mask phase (payload bytes of the current frame consumed, mod 4).
+    phase: u8,
+    /// Opcode of the current frame.
+    op: u8,
+    /// Opcode (1 text, 2 binary) of the data message being assembled, 0 when none.
+    msg_op: u8,
+    /// Payload length of the current control frame.
+    ctrl_len: u8,
+    /// Trailing bytes of the assembled text that form an incomplete (so far valid) UTF-8 sequence (0..=3).
+    utf8_tail: u8,
+    flags: u8,
+    close: u8,
 }
 
 impl Connection {
     pub fn new(role: Role, limits: Limits) -> Self {
-        let _ = (role, limits);
-        todo!()
+        Connection {
+            buf: Vec::new(),
+            cold: None,
+            remaining: 0,
+            max_message: limits.max_message_size as u64,
+            max_frame: limits.max_frame_size as u64,
+            close_timeout_ns: u64::try_from(limits.close_timeout.as_nanos()).unwrap_or(u64::MAX),
+            key: [0; 4],
+            spill: [0; MAX_HEADER_LEN],
+            spill_len: 0,
+            phase: 0,
+            op: 0,
+            msg_op: 0,
+            ctrl_len: 0,
+            utf8_tail: 0,
+            flags: if role == Role::Client { F_CLIENT } else { 0 },
+            close: 0,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        if self.flags & F_CLIENT != 0 {
+            Role::Client
+        } else {
+            Role::Server
+        }
+    }
+
+    /// Accept RSV1 on the first frame of data messages (negotiated by an extension such as permessage-deflate;
+    /// default off: any RSV bit fails the connection with 1002). Such a message is not UTF-8 checked (its payload is
+    /// compressed) and is delivered raw as [`Event::Binary`], even when its opcode is text; RSV1 on control or
+    /// continuation frames is still an error.
+    pub fn set_rsv1_allowed(&mut self, allowed: bool) {
+        if allowed {
+            self.flags |= F_ALLOW_RSV1;
+        } else {
+            self.flags &= !F_ALLOW_RSV1;
+        }
+    }
+
+    /// Heap bytes held by this connection (reassembly buffer and control queue capacity), for memory metrics.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self
+                .cold
+                .as_ref()
+                .map_or(0, |c| std::mem::size_of::<Cold>() + c.out.capacity())
     }
 
     /// Feed bytes read from the transport (unmasked in place). Calls `on_event` for every complete event.
-    /// After an `Err`, a close frame is queued and further input is ignored.
+    /// After an `Err`, a close frame is queued and further input is ignored (later calls return the same error).
     pub fn handle_read(
         &mut self,
         input: &mut [u8],
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), ProtocolError> {
-        let _ = (input, on_event);
-        todo!()
+        if self.close & (C_RECEIVED | C_FAILED | C_TIMED_OUT) != 0 {
+            return match self.cold.as_ref().and_then(|c| c.error) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        let r = self.read_frames(input, on_event);
+        if let Err(e) = r {
+            self.fail(e);
+        } else if self.buf.is_empty() && self.buf.capacity() != 0 {
+            // Idle connections hold no reassembly memory.
+            self.buf = Vec::new();
+        }
+        r
     }
 
     /// Append pending control frames (pongs, close) to `out`. Returns true if anything was written.
     pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        let _ = out;
-        todo!()
+        let Some(cold) = self.cold.as_mut() else {
+            return false;
+        };
+        if cold.out.is_empty() {
+            return false;
+        }
+        out.extend_from_slice(&cold.out);
+        if self.close & C_QUEUED != 0 {
+            cold.out.clear();
+            self.close |= C_SENT;
+        } else {
+            // Only pongs were queued: release the queue.
+            self.cold = None;
+        }
+        true
     }
 
     /// Start the closing handshake with `code` and `reason` (queued for `poll_transmit`); `now` starts the close timer.
+    /// No-op if a close frame was already queued. A `code` that may not be sent (see [`is_valid_close_code`]) is
+    /// replaced by 1000; `reason` is cut to 123 bytes at a character boundary.
     pub fn close(&mut self, code: CloseCode, reason: &str, now: Instant) {
-        let _ = (code, reason, now);
-        todo!()
+        if self.close & C_QUEUED != 0 {
+            return;
+        }
+        let code = if is_valid_close_code(code) {
+            code
+        } else {
+            1000
+        };
+        self.queue_close(code, reason);
+        let deadline = now.checked_add(Duration::from_nanos(self.close_timeout_ns));
+        self.cold_mut().deadline = deadline;
+    }
+
+    /// Queue a ping with `payload` (at most 125 bytes). Returns false (and queues nothing) if the payload is too long
+    /// or the connection is no longer open.
+    pub fn ping(&mut self, payload: &[u8]) -> bool {
+        if payload.len() > MAX_CONTROL_PAYLOAD || self.close & C_QUEUED != 0 {
+            return false;
+        }
+        self.queue_control(OpCode::Ping, payload);
+        true
     }
 
     /// Next deadline (close timeout), if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        todo!()
+        if self.state() != State::Closing {
+            return None;
+        }
+        self.cold.as_ref().and_then(|c| c.deadline)
     }
 
     /// Tell the connection that time `now` has come; a passed close timeout moves it to `Closed`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        if let Some(deadline) = self.poll_timeout() {
+            if now >= deadline {
+                self.close |= C_TIMED_OUT;
+                self.buf = Vec::new();
+            }
+        }
     }
 
     pub fn state(&self) -> State {
-        todo!()
+        let c = self.close;
+        if c & C_QUEUED == 0 {
+            State::Open
+        } else if c & C_TIMED_OUT != 0 || (c & C_SENT != 0 && c & (C_RECEIVED | C_FAILED) != 0) {
+            State::Closed
+        } else {
+            State::Closing
+        }
     }
 
     /// Whether the application may still send data messages (state is `Open`).
     pub fn can_send(&self) -> bool {
         self.state() == State::Open
+    }
+
+    // ---- input ----
+
+    #[inline]
+    fn read_frames(
+        &mut self,
+        input: &mut [u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        let mut pos = 0usize;
+        loop {
+            if self.flags & F_IN_PAYLOAD == 0 {
+                // ---- header ----
+                let header = if self.spill_len == 0 {
+                    let rest = &input[pos..];
+                    if rest.len() < 2 {
+                        if let Some(&b) = rest.first() {
+                            self.spill[0] = b;
+                            self.spill_len = 1;
+                        }
+                        return Ok(());
+                    }
+                    self.check_start(rest[0], rest[1])?;
+                    let need = frame::header_len(rest[1]);
+                    if rest.len() < need {
+                        self.spill[..rest.len()].copy_from_slice(rest);
+                        self.spill_len = rest.len() as u8;
+                        return Ok(());
+                    }
+                    let h = frame::decode_complete_header(&rest[..need])?;
+                    pos += need;
+                    h
+                } else {
+                    match self.fill_spill(input, &mut pos)? {
+                        Some(h) => h,
+                        None => return Ok(()),
+                    }
+                };
+                self.begin_frame(&header)?;
+                let len = self.remaining;
+                if len <= (input.len() - pos) as u64 {
+                    // Fast path: the whole payload is in `input`; unmask in place and use it without a copy.
+                    let len = len as usize;
+                    let payload = &mut input[pos..pos + len];
+                    pos += len;
+                    self.remaining = 0;
+                    if let Some(key) = header.mask {
+                        apply_mask(key, 0, payload);
+                    }
+                    self.whole_frame(payload, on_event)?;
+                    if self.close & C_RECEIVED != 0 {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                self.flags |= F_IN_PAYLOAD;
+            }
+            // ---- a payload arriving in pieces ----
+            let avail = input.len() - pos;
+            if avail == 0 {
+                return Ok(());
+            }
+            let n = self.remaining.min(avail as u64) as usize;
+            let chunk = &mut input[pos..pos + n];
+            pos += n;
+            if self.flags & F_CLIENT == 0 {
+                apply_mask(self.key, self.phase as usize, chunk);
+                self.phase = ((self.phase as usize + n) & 3) as u8;
+            }
+            self.remaining -= n as u64;
+            let done = self.remaining == 0;
+            if done {
+                self.flags &= !F_IN_PAYLOAD;
+            }
+            if self.op & 0x8 != 0 {
+                self.buf.extend_from_slice(chunk);
+                if done {
+                    let len = self.ctrl_len as usize;
+                    let start = self.buf.len() - len;
+                    let mut tmp = [0u8; MAX_CONTROL_PAYLOAD];
+                    tmp[..len].copy_from_slice(&self.buf[start..]);
+                    self.buf.truncate(start);
+                    self.control_frame(&tmp[..len], on_event)?;
+                    if self.close & C_RECEIVED != 0 {
+                        return Ok(());
+                    }
+                }
+            } else {
+                let last = done && self.flags & F_FIN != 0;
+                self.append_data(chunk, last)?;
+                if last {
+                    self.finish_message(on_event)?;
+                }
+            }
+        }
+    }
+
+    /// Continue a header split over reads. Returns the header once complete.
+    #[cold]
+    fn fill_spill(
+        &mut self,
+        input: &[u8],
+        pos: &mut usize,
+    ) -> Result<Option<FrameHeader>, ProtocolError> {
+        loop {
+            let have = self.spill_len as usize;
+            let need = if have < 2 {
+                2
+            } else {
+                frame::header_len(self.spill[1])
+            };
+            if have == need {
+                break;
+            }
+            let take = (need - have).min(input.len() - *pos);
+            if take == 0 {
+                return Ok(None);
+            }
+            self.spill[have..have + take].copy_from_slice(&input[*pos..*pos + take]);
+            *pos += take;
+            self.spill_len = (have + take) as u8;
+            if have < 2 && have + take >= 2 {
+                self.check_start(self.spill[0], self.spill[1])?;
+            }
+        }
+        let len = self.spill_len as usize;
+        self.spill_len = 0;
+        Ok(Some(frame::decode_complete_header(&self.spill[..len])?))
+    }
+
+    /// The checks that the first two header bytes decide.
+    #[inline(always)]
+    fn check_start(&self, b0: u8, b1: u8) -> Result<(), ProtocolError> {
+        let op = b0 & 0x0f;
+        match op {
+            0 => {
+                if self.msg_op == 0 {
+                    return Err(E_CONT_NO_START);
+                }
+            }
+            1 | 2 => {
+                if self.msg_op != 0 {
+                    return Err(E_DATA_IN_FRAGMENTED);
+                }
+            }
+            8..=10 => {
+                if b0 & 0x80 == 0 {
+                    return Err(E_CTRL_FRAGMENTED);
+                }
+                if b1 & 0x7f > 125 {
+                    return Err(E_CTRL_TOO_LONG);
+                }
+            }
+            _ => return Err(E_OPCODE),
+        }
+        let rsv = b0 & 0x70;
+        if rsv != 0 && !(rsv == 0x40 && self.flags & F_ALLOW_RSV1 != 0 && (op == 1 || op == 2)) {
+            return Err(E_RSV);
+        }
+        let masked = b1 & 0x80 != 0;
+        let client = self.flags & F_CLIENT != 0;
+        if masked == client {
+            return Err(if masked { E_MASKED } else { E_UNMASKED });
+        }
+        Ok(())
+    }
+
+    /// Limits and bookkeeping for a frame whose header is complete (and passed `check_start`).
+    #[inline(always)]
+    fn begin_frame(&mut self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        let len = h.payload_len;
+        if len > self.max_frame {
+            return Err(E_FRAME_TOO_BIG);
+        }
+        match h.opcode {
+            1 | 2 => {
+                if len > self.max_message {
+                    return Err(E_MESSAGE_TOO_BIG);
+                }
+                self.msg_op = h.opcode;
+                if h.rsv != 0 {
+                    self.flags |= F_MSG_RSV1;
+                } else {
+                    self.flags &= !F_MSG_RSV1;
+                }
+            }
+            0 => {
+                if (self.buf.len() as u64).saturating_add(len) > self.max_message {
+                    return Err(E_MESSAGE_TOO_BIG);
+                }
+            }
+            _ => self.ctrl_len = len as u8,
+        }
+        self.op = h.opcode;
+        if h.fin {
+            self.flags |= F_FIN;
+        } else {
+            self.flags &= !F_FIN;
+        }
+        self.key = h.mask.unwrap_or([0; 4]);
+        self.phase = 0;
+        self.remaining = len;
+        Ok(())
+    }
+
+    /// A frame whose whole (unmasked) payload is at hand.
+    #[inline(always)]
+    fn whole_frame(
+        &mut self,
+        payload: &[u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        let fin = self.flags & F_FIN != 0;
+        match self.op {
+            1 | 2 if fin => {
+                // A complete unfragmented message: zero-copy.
+                self.msg_op = 0;
+                let deliver = self.close & C_QUEUED == 0;
+                if self.op == 1 && self.flags & F_MSG_RSV1 == 0 {
+                    let s = simdutf8::basic::from_utf8(payload).map_err(|_| E_UTF8)?;
+                    if deliver {
+                        on_event(Event::Text(s));
+                    }
+                } else if deliver {
+                    on_event(Event::Binary(payload));
+                }
+                Ok(())
+            }
+            0..=2 => {
+                self.append_data(payload, fin)?;
+                if fin {
+                    self.finish_message(on_event)?;
+                }
+                Ok(())
+            }
+            _ => self.control_frame(payload, on_event),
+        }
+    }
+
+    /// Append a piece of the data message being assembled; validate text incrementally unless `last` (the final
+    /// piece is validated with the whole message by `finish_message`).
+    #[inline]
+    fn append_data(&mut self, chunk: &[u8], last: bool) -> Result<(), ProtocolError> {
+        let old = self.buf.len();
+        if self.buf.capacity() - old < chunk.len() {
+            self.buf
+                .reserve(chunk.len() + self.remaining.min(MAX_RESERVE) as usize);
+        }
+        self.buf.extend_from_slice(chunk);
+        if !last && self.msg_op == 1 && self.flags & F_MSG_RSV1 == 0 {
+            let start = old - self.utf8_tail as usize;
+            match simdutf8::compat::from_utf8(&self.buf[start..]) {
+                Ok(_) => self.utf8_tail = 0,
+                Err(e) => {
+                    if e.error_len().is_some() {
+                        return Err(E_UTF8);
+                    }
+                    self.utf8_tail = (self.buf.len() - start - e.valid_up_to()) as u8;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The final frame of an assembled message is complete: deliver it from the reassembly buffer.
+    fn finish_message(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), ProtocolError> {
+        let text = self.msg_op == 1 && self.flags & F_MSG_RSV1 == 0;
+        self.msg_op = 0;
+        self.utf8_tail = 0;
+        let deliver = self.close & C_QUEUED == 0;
+        let r = if text {
+            match simdutf8::basic::from_utf8(&self.buf) {
+                Ok(s) => {
+                    if deliver {
+                        on_event(Event::Text(s));
+                    }
+                    Ok(())
+                }
+                Err(_) => Err(E_UTF8),
+            }
+        } else {
+            if deliver {
+                on_event(Event::Binary(&self.buf));
+            }
+            Ok(())
+        };
+        self.buf.clear();
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
+        r
+    }
+
+    /// A complete control frame (`self.op` is 8, 9 or 10; `payload` is unmasked and at most 125 bytes).
+    #[cold]
+    fn control_frame(
+        &mut self,
+        payload: &[u8],
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        let open = self.close & C_QUEUED == 0;
+        match self.op {
+            0x9 => {
+                if open {
+                    self.queue_control(OpCode::Pong, payload);
+                    on_event(Event::Ping(payload));
+                }
+            }
+            0xA => {
+                if open {
+                    on_event(Event::Pong(payload));
+                }
+            }
+            _ => {
+                let (code, reason) = match payload.len() {
+                    0 => (None, ""),
+                    1 => return Err(E_CLOSE_LEN1),
+                    _ => {
+                        let code = u16::from_be_bytes([payload[0], payload[1]]);
+                        if !is_valid_close_code(code) {
+                            return Err(E_CLOSE_CODE);
+                        }
+                        let reason =
+                            simdutf8::basic::from_utf8(&payload[2..]).map_err(|_| E_CLOSE_UTF8)?;
+                        (Some(code), reason)
+                    }
+                };
+                self.close |= C_RECEIVED;
+                if open {
+                    self.queue_close(code.unwrap_or(1000), "");
+                }
+                self.buf = Vec::new();
+                self.msg_op = 0;
+                self.utf8_tail = 0;
+                on_event(Event::Close { code, reason });
+            }
+        }
+        Ok(())
+    }
+
+    // ---- output ----
+
+    fn cold_mut(&mut self) -> &mut Cold {
+        self.cold.get_or_insert_with(Default::default)
+    }
+
+    fn queue_control(&mut self, op: OpCode, payload: &[u8]) {
+        let client = self.flags & F_CLIENT != 0;
+        let out = &mut self.cold_mut().out;
+        if client {
+            frame::write_client_frame(out, true, op, payload, mask_key());
+        } else {
+            frame::write_frame(out, true, op, payload);
+        }
+    }
+
+    fn queue_close(&mut self, code: CloseCode, reason: &str) {
+        let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        payload[..2].copy_from_slice(&code.to_be_bytes());
+        payload[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
+        self.queue_control(OpCode::Close, &payload[..2 + cut]);
+        self.close |= C_QUEUED;
+    }
+
+    /// Fail the connection: queue a close frame with the error's code (unless one is queued already).
+    #[cold]
+    fn fail(&mut self, e: ProtocolError) {
+        self.close |= C_FAILED;
+        if self.close & C_QUEUED == 0 {
+            self.queue_close(e.code, e.reason);
+        }
+        self.cold_mut().error = Some(e);
+        self.buf = Vec::new();
+        self.flags &= !F_IN_PAYLOAD;
+        self.spill_len = 0;
+        self.msg_op = 0;
+        self.utf8_tail = 0;
+    }
+}
+
+/// A fresh masking key for a client frame (RFC 6455 5.3: unpredictable). Only control frames queued by the core use
+/// it; a failure of the OS source falls back to a fixed key (masking then still works, only predictably).
+fn mask_key() -> [u8; 4] {
+    let mut k = [0u8; 4];
+    if getrandom::getrandom(&mut k).is_err() {
+        k = [0x5a, 0xa5, 0x3c, 0xc3];
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_is_small() {
+        let size = std::mem::size_of::<Connection>();
+        assert!(size <= 96, "size_of::<Connection>() = {size}");
     }
 }

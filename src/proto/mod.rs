@@ -2,9 +2,20 @@
 //!
 //! - [`frame`]: frame header codec (decode is resumable; encode writes into caller buffers).
 //! - [`connection`]: per-connection state machine: message assembly, UTF-8, control frames, close handshake, limits.
+//!
+//! Call order per read (see [`Connection`]): `handle_read(input, on_event)` -> `poll_transmit(out)` ->
+//! `poll_timeout()`; `handle_timeout(now)` when the deadline passes. Shut the transport down once `state()` is
+//! [`State::Closed`] and `poll_transmit` is drained.
+//!
+//! Cost model: a whole unfragmented frame inside `input` is unmasked in place and handed out without a copy; only
+//! frames split over reads and fragmented messages are copied into the connection's reassembly buffer, which is
+//! released whenever a read leaves no partial message (an idle connection owns no heap memory).
+//! `size_of::<Connection>()` is 96 bytes.
 
 pub mod connection;
 pub mod frame;
 
-pub use connection::{CloseCode, Connection, Event, Limits, ProtocolError, Role, State};
-pub use frame::OpCode;
+pub use connection::{
+    is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
+};
+pub use frame::{OpCode, MAX_HEADER_LEN};
