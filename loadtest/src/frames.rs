@@ -7,7 +7,7 @@
 //! Each connection masks with its own random key. Its frame is built once ([`FrameTemplate`]); sending a message
 //! copies the template and patches only the masked sequence digits, so the per-message cost is a memcpy plus 16 XORs.
 
-use crate::wsframe::{encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
+use crate::wsframe::{decode_header, encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
 
 /// How many leading payload bytes carry the sequence number (hex digits).
 pub fn seq_len(size: usize) -> usize {
@@ -160,65 +160,49 @@ pub enum HeaderError {
     BadControl,
     /// Length larger than the client accepts.
     TooLarge,
+    /// Non-minimal length encoding or 64-bit length with the top bit set.
+    Length,
 }
 
 /// Largest frame the client accepts from a server.
 pub const MAX_SERVER_FRAME: usize = 64 << 20;
 
-/// Parse a server frame header at the start of `b`. `Ok(None)`: need more bytes.
+/// Parse a server frame header at the start of `b` (ringws' `decode_header`) and apply the client-side rules: no
+/// mask, no RSV bits (no extension is negotiated), known opcode, control frames unfragmented and <= 125 bytes.
+/// `Ok(None)`: need more bytes.
 ///
-/// This is the client's hot path: a few branches on two to ten bytes. Message assembly, ping/pong and close handling
-/// sit in the reactor; the full RFC 6455 state machine is `ringws::proto::Connection` (see the crate README for why the
-/// client does not run it per message).
+/// This is the client's hot path: a few branches on two to ten bytes. Assembly of fragmented messages, ping/pong and
+/// close sit in the reactor (see the crate docs for why the client does not run `proto::Connection` per message).
 #[inline]
 pub fn parse_server_header(b: &[u8]) -> Result<Option<ServerHeader>, HeaderError> {
-    if b.len() < 2 {
-        return Ok(None);
-    }
-    let b0 = b[0];
-    let b1 = b[1];
-    if b0 & 0x70 != 0 {
+    let (h, header_len) = match decode_header(b) {
+        Ok(Some(x)) => x,
+        Ok(None) => return Ok(None),
+        Err(_) => return Err(HeaderError::Length),
+    };
+    if h.rsv != 0 {
         return Err(HeaderError::Reserved);
     }
-    if b1 & 0x80 != 0 {
+    if h.mask.is_some() {
         return Err(HeaderError::Masked);
     }
-    let fin = b0 & 0x80 != 0;
-    let opcode = b0 & 0x0f;
-    match opcode {
+    match h.opcode {
         0x0..=0x2 => {}
         0x8..=0xA => {
-            if !fin || (b1 & 0x7f) > 125 {
+            if !h.fin || h.payload_len > 125 {
                 return Err(HeaderError::BadControl);
             }
         }
         _ => return Err(HeaderError::BadOpcode),
     }
-    let (header_len, payload_len) = match b1 & 0x7f {
-        126 => {
-            if b.len() < 4 {
-                return Ok(None);
-            }
-            (4, u16::from_be_bytes([b[2], b[3]]) as u64)
-        }
-        127 => {
-            if b.len() < 10 {
-                return Ok(None);
-            }
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[2..10]);
-            (10, u64::from_be_bytes(a))
-        }
-        n => (2, n as u64),
-    };
-    if payload_len > MAX_SERVER_FRAME as u64 {
+    if h.payload_len > MAX_SERVER_FRAME as u64 {
         return Err(HeaderError::TooLarge);
     }
     Ok(Some(ServerHeader {
-        fin,
-        opcode,
+        fin: h.fin,
+        opcode: h.opcode,
         header_len,
-        payload_len: payload_len as usize,
+        payload_len: h.payload_len as usize,
     }))
 }
 
@@ -283,12 +267,92 @@ mod tests {
         h.extend_from_slice(&65536u64.to_be_bytes());
         let p = parse_server_header(&h).unwrap().unwrap();
         assert_eq!((p.fin, p.header_len, p.payload_len), (false, 10, 65536));
-        assert_eq!(parse_server_header(&[0x81, 0x85]), Err(HeaderError::Masked));
+        assert_eq!(
+            parse_server_header(&[0x81, 0x85, 1, 2, 3, 4]),
+            Err(HeaderError::Masked)
+        );
         assert_eq!(parse_server_header(&[0xC1, 5]), Err(HeaderError::Reserved));
         assert_eq!(parse_server_header(&[0x83, 5]), Err(HeaderError::BadOpcode));
         assert_eq!(
             parse_server_header(&[0x09, 5]),
             Err(HeaderError::BadControl)
         );
+    }
+
+    /// Decode client bytes with the ringws server-side core; returns the data messages.
+    fn decode_as_server(mut wire: Vec<u8>) -> Vec<(bool, Vec<u8>)> {
+        use ringws::proto::{Connection, Event, Limits, Role};
+        let mut conn = Connection::new(Role::Server, Limits::default());
+        let mut out = Vec::new();
+        conn.handle_read(&mut wire, &mut |ev| match ev {
+            Event::Text(t) => out.push((true, t.as_bytes().to_vec())),
+            Event::Binary(b) => out.push((false, b.to_vec())),
+            other => panic!("unexpected event {other:?}"),
+        })
+        .expect("valid client frames");
+        out
+    }
+
+    #[test]
+    fn templates_decode_with_ringws() {
+        for &size in &[0usize, 1, 15, 16, 20, 125, 126, 1024, 65535, 65536, 70000] {
+            for &(op, text) in &[(OpCode::Text, true), (OpCode::Binary, false)] {
+                let pat = make_payload(size);
+                let key = [0x12, 0x34, 0x56, (size & 0xff) as u8 | 1];
+                let t = FrameTemplate::new(&pat, op, key);
+                let mut wire = Vec::new();
+                for seq in [0u64, 1, 0xdead_beef, u64::MAX - 1] {
+                    t.write(&mut wire, seq);
+                }
+                assert_eq!(wire.len(), 4 * t.len());
+                // The payload on the wire is masked (unless it is all zero-length).
+                if size >= 20 {
+                    assert_ne!(&wire[t.len() - size..t.len()], &pat[..]);
+                }
+                let msgs = decode_as_server(wire);
+                assert_eq!(msgs.len(), 4);
+                for (m, seq) in msgs.iter().zip([0u64, 1, 0xdead_beef, u64::MAX - 1]) {
+                    assert_eq!(m.0, text);
+                    assert!(verify_payload(&m.1, &pat, seq), "size {size} seq {seq}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn control_frames_decode_with_ringws() {
+        use ringws::proto::{Connection, Event, Limits, Role};
+        let key = [9, 8, 7, 6];
+        let mut wire = Vec::new();
+        write_pong(&mut wire, b"hi", key);
+        write_client_frame_text(&mut wire, b"{\"type\":\"join\"}", key);
+        write_close(&mut wire, key);
+        let mut conn = Connection::new(Role::Server, Limits::default());
+        let mut seen = Vec::new();
+        conn.handle_read(&mut wire, &mut |ev| {
+            seen.push(match ev {
+                Event::Pong(p) => format!("pong:{}", String::from_utf8_lossy(p)),
+                Event::Text(t) => format!("text:{t}"),
+                Event::Close { code, .. } => format!("close:{code:?}"),
+                other => format!("{other:?}"),
+            })
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            ["pong:hi", "text:{\"type\":\"join\"}", "close:Some(1000)"]
+        );
+    }
+
+    #[test]
+    fn server_frames_parse() {
+        let mut w = Vec::new();
+        ringws::proto::frame::write_frame(&mut w, true, OpCode::Binary, &[7u8; 300]);
+        let h = parse_server_header(&w).unwrap().unwrap();
+        assert_eq!((h.opcode, h.header_len, h.payload_len), (2, 4, 300));
+        // A masked (client) frame is refused.
+        let mut m = Vec::new();
+        write_client_frame_text(&mut m, b"x", [1, 2, 3, 4]);
+        assert_eq!(parse_server_header(&m), Err(HeaderError::Masked));
     }
 }

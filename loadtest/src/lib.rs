@@ -1,14 +1,13 @@
 //! `loadtest`: a WebSocket load client on io_uring (see `loadtest --help`).
 
 pub mod cli;
-mod compat;
 pub mod frames;
 pub mod reactor;
 pub mod stats;
 
-// The WebSocket pieces come from the ringws library; `compat` stands in until its bodies land.
-pub(crate) use compat::frame as wsframe;
-pub(crate) use compat::handshake as wshs;
+// The WebSocket pieces come from the ringws library.
+pub(crate) use ringws::handshake as wshs;
+pub(crate) use ringws::proto::frame as wsframe;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
