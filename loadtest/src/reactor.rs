@@ -76,6 +76,15 @@ fn ud(i: usize, op: u64) -> u64 {
 /// Pubsub payload marker: `@LT` + 16 hex digits of the intended send time (ns) + `#`.
 const MARK: &[u8; 3] = b"@LT";
 
+/// `IORING_RECVSEND_POLL_FIRST`: a receive is armed right after the socket was drained, so skip the attempt that
+/// would fail with EAGAIN and wait for readiness directly.
+const RECVSEND_POLL_FIRST: u16 = 1;
+
+fn poll_first() -> bool {
+    static V: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *V.get_or_init(|| std::env::var_os("LOADTEST_NO_POLL_FIRST").is_none())
+}
+
 /// Bytes written per send at most (the rest waits for the next turn).
 const MAX_SEND_BYTES: usize = 256 << 10;
 
@@ -874,6 +883,7 @@ impl Reactor {
         c.recv_armed = true;
         let len = c.rbuf.len() - off;
         let e = opcode::Recv::new(types::Fd(c.fd), c.rbuf[off..].as_mut_ptr(), len as u32)
+            .ioprio(if poll_first() { RECVSEND_POLL_FIRST } else { 0 })
             .build()
             .user_data(ud(i, OP_RECV));
         push(&mut self.ring, &e);
