@@ -356,3 +356,59 @@ mod tests {
         assert_eq!(parse_server_header(&m), Err(HeaderError::Masked));
     }
 }
+
+/// Cost of the two ways to decode server frames, per 20-byte message (run with
+/// `cargo test --release -p loadtest decode_cost -- --ignored --nocapture`).
+#[cfg(test)]
+mod cost {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn decode_cost() {
+        let pat = make_payload(20);
+        let mut wire = Vec::new();
+        for seq in 0..64u64 {
+            let mut p = pat.clone();
+            write_seq(&mut p[..16], seq);
+            ringws::proto::frame::write_frame(&mut wire, true, OpCode::Text, &p);
+        }
+        let rounds = 200_000u64;
+        let t = Instant::now();
+        let mut n = 0u64;
+        for _ in 0..rounds {
+            let mut pos = 0;
+            let mut seq = 0;
+            while let Ok(Some(h)) = parse_server_header(&wire[pos..]) {
+                let p = &wire[pos + h.header_len..pos + h.header_len + h.payload_len];
+                n += verify_payload(p, &pat, seq) as u64;
+                seq += 1;
+                pos += h.header_len + h.payload_len;
+            }
+        }
+        let fast = t.elapsed().as_nanos() as f64 / (rounds * 64) as f64;
+        assert_eq!(n, rounds * 64);
+        let t = Instant::now();
+        let mut n = 0u64;
+        let mut conn = ringws::proto::Connection::new(
+            ringws::proto::Role::Client,
+            ringws::proto::Limits::default(),
+        );
+        let mut buf = wire.clone();
+        for _ in 0..rounds {
+            buf.copy_from_slice(&wire);
+            let mut seq = 0;
+            conn.handle_read(&mut buf, &mut |ev| {
+                if let ringws::proto::Event::Text(t) = ev {
+                    n += verify_payload(t.as_bytes(), &pat, seq) as u64;
+                    seq += 1;
+                }
+            })
+            .unwrap();
+        }
+        let core = t.elapsed().as_nanos() as f64 / (rounds * 64) as f64;
+        assert_eq!(n, rounds * 64);
+        eprintln!("decode+verify per 20 B message: header parse {fast:.1} ns, proto::Connection {core:.1} ns");
+    }
+}

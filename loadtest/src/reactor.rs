@@ -16,6 +16,7 @@ use crate::frames::{self, FrameTemplate};
 use crate::stats::{record_ns, ErrKind, Live, ThreadStats};
 use crate::wsframe::OpCode;
 use crate::wshs::ClientHandshake;
+use ringws::proto::{Connection, Event, Limits, Role};
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
@@ -114,8 +115,6 @@ struct Conn {
     send_busy: bool,
     dirty: bool,
     publisher: bool,
-    close_queued: bool,
-    close_sent: bool,
     got_close: bool,
     key: [u8; 4],
     rlen: u32,
@@ -135,8 +134,8 @@ struct Conn {
     stamps: VecDeque<u64>,
     tmpl: Option<FrameTemplate>,
     hs: Option<Box<ClientHandshake>>,
-    /// A fragmented message being assembled (rare).
-    frag: Option<Box<(u8, Vec<u8>)>>,
+    /// The ringws protocol core for this connection (decodes the server's frames).
+    proto: Option<Connection>,
 }
 
 impl Conn {
@@ -149,8 +148,6 @@ impl Conn {
             send_busy: false,
             dirty: false,
             publisher,
-            close_queued: false,
-            close_sent: false,
             got_close: false,
             key,
             rlen: 0,
@@ -166,7 +163,7 @@ impl Conn {
             stamps: VecDeque::new(),
             tmpl: None,
             hs: None,
-            frag: None,
+            proto: None,
         }
     }
 }
@@ -471,8 +468,11 @@ impl Reactor {
             let c = &mut self.conns[i];
             if c.st == St::Open {
                 c.st = St::Closing;
-                c.close_queued = true;
                 self.ctx.open -= 1;
+                if let Some(p) = c.proto.as_mut() {
+                    p.close(1000, "", std::time::Instant::now());
+                    p.poll_transmit(&mut c.ctrl);
+                }
                 self.mark_dirty(i);
             }
         }
@@ -697,6 +697,7 @@ impl Reactor {
                 c.rlen = (len - consumed) as u32;
                 c.hs = None;
                 c.st = St::Open;
+                c.proto = Some(Connection::new(Role::Client, Limits::default()));
                 let plan = &self.ctx.plan;
                 let rb = self.ctx.rbuf_size;
                 if c.rbuf.len() != rb && (c.rlen as usize) <= rb {
@@ -858,10 +859,6 @@ impl Reactor {
                 }
             }
         }
-        if c.close_queued && !c.close_sent {
-            frames::write_close(&mut c.sbuf, c.key);
-            c.close_sent = true;
-        }
         if !c.sbuf.is_empty() {
             self.submit_send(i);
         }
@@ -930,52 +927,34 @@ impl Reactor {
         self.process(i, now);
     }
 
-    /// Parse and handle every complete frame in the connection's buffer, then re-arm the receive.
+    /// Feed the received bytes to the connection's `ringws::proto::Connection` (Role::Client: it checks every frame,
+    /// validates UTF-8, assembles fragments, answers pings and closes), queue what it wants to send, re-arm the receive.
     fn process(&mut self, i: usize, now: u64) {
-        let mut rbuf = std::mem::take(&mut self.conns[i].rbuf);
-        let end = self.conns[i].rlen as usize;
-        let mut pos = 0usize;
-        let mut need = 0usize;
-        let mut fatal = false;
-        while pos < end {
-            let h = match frames::parse_server_header(&rbuf[pos..end]) {
-                Ok(Some(h)) => h,
-                Ok(None) => break,
-                Err(_) => {
-                    self.ctx.stats.err(ErrKind::Protocol);
-                    fatal = true;
-                    break;
-                }
-            };
-            let total = h.header_len + h.payload_len;
-            if end - pos < total {
-                need = total;
-                break;
+        let c = &mut self.conns[i];
+        let mut rbuf = std::mem::take(&mut c.rbuf);
+        let mut proto = c
+            .proto
+            .take()
+            .expect("open connection has a protocol state");
+        let len = c.rlen as usize;
+        c.rlen = 0;
+        let res = proto.handle_read(&mut rbuf[..len], &mut |ev| self.on_event(i, ev, now));
+        let c = &mut self.conns[i];
+        c.rbuf = rbuf;
+        if res.is_err() {
+            self.ctx.stats.err(ErrKind::Protocol);
+            if c.st == St::Open {
+                self.ctx.open -= 1;
+                c.st = St::Closing;
             }
-            let payload = &rbuf[pos + h.header_len..pos + total];
-            pos += total;
-            if !self.on_frame(i, h.fin, h.opcode, payload, now) {
-                fatal = true;
-                break;
-            }
+        }
+        if proto.poll_transmit(&mut c.ctrl) {
+            c.proto = Some(proto);
+            self.mark_dirty(i);
+        } else {
+            c.proto = Some(proto);
         }
         let c = &mut self.conns[i];
-        if pos == end {
-            c.rlen = 0;
-        } else if pos > 0 {
-            rbuf.copy_within(pos..end, 0);
-            c.rlen = (end - pos) as u32;
-        }
-        if need > rbuf.len() {
-            let mut b = vec![0u8; need.next_power_of_two()].into_boxed_slice();
-            b[..c.rlen as usize].copy_from_slice(&rbuf[..c.rlen as usize]);
-            rbuf = b;
-        }
-        c.rbuf = rbuf;
-        if fatal {
-            self.kill(i);
-            return;
-        }
         if matches!(c.st, St::Open | St::Closing) {
             self.arm_recv(i);
         } else {
@@ -983,55 +962,23 @@ impl Reactor {
         }
     }
 
-    /// Handle one frame; false = the connection must be dropped.
-    fn on_frame(&mut self, i: usize, fin: bool, op: u8, payload: &[u8], now: u64) -> bool {
-        match op {
-            0x1 | 0x2 => {
-                if self.conns[i].frag.is_some() {
-                    self.ctx.stats.err(ErrKind::Protocol);
-                    return false;
-                }
-                if fin {
-                    self.on_message(i, op, payload, now);
-                } else {
-                    self.conns[i].frag = Some(Box::new((op, payload.to_vec())));
-                }
-                true
-            }
-            0x0 => {
-                let Some(mut f) = self.conns[i].frag.take() else {
-                    self.ctx.stats.err(ErrKind::Protocol);
-                    return false;
-                };
-                f.1.extend_from_slice(payload);
-                if fin {
-                    self.on_message(i, f.0, &f.1, now);
-                } else {
-                    self.conns[i].frag = Some(f);
-                }
-                true
-            }
-            0x9 => {
-                let c = &mut self.conns[i];
-                frames::write_pong(&mut c.ctrl, payload, c.key);
-                self.mark_dirty(i);
-                true
-            }
-            0x8 => {
+    fn on_event(&mut self, i: usize, ev: Event<'_>, now: u64) {
+        match ev {
+            Event::Text(t) => self.on_message(i, 0x1, t.as_bytes(), now),
+            Event::Binary(b) => self.on_message(i, 0x2, b, now),
+            // The pong is queued by the core; sent with the next flush.
+            Event::Ping(_) | Event::Pong(_) => {}
+            Event::Close { .. } => {
                 let c = &mut self.conns[i];
                 c.got_close = true;
                 if c.st == St::Open {
-                    // The server closed in the middle of the run: answer and count.
+                    // The server closed in the middle of the run (our answer is queued by the core).
                     self.ctx.stats.err(ErrKind::ServerClosed);
                     self.ctx.open -= 1;
                     c.st = St::Closing;
-                    c.close_queued = true;
-                    self.mark_dirty(i);
                 }
-                // Closing: keep reading until the server's EOF (so TIME_WAIT stays on the server side).
-                true
+                // Keep reading until the server's EOF, so TIME_WAIT stays on the server side.
             }
-            _ => true, // pong
         }
     }
 
@@ -1116,6 +1063,7 @@ impl Reactor {
             c.stamps = VecDeque::new();
             c.tmpl = None;
             c.hs = None;
+            c.proto = None;
         }
     }
 }
