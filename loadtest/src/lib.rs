@@ -187,8 +187,13 @@ fn run_inner(args: Args) -> Result<i32, String> {
                 print(phase, now, last, last_t);
                 *next_print += 1_000_000_000;
             }
-            let until = deadline.min(*next_print).saturating_sub(now);
-            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 50_000_000)));
+            let wake = if progress {
+                deadline.min(*next_print)
+            } else {
+                deadline
+            };
+            let until = wake.saturating_sub(now);
+            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 200_000_000)));
         }
     };
     sleep_until(warm_end, "warmup", &mut next_print, &mut last, &mut last_t);
