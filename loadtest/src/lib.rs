@@ -205,6 +205,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
     let scpu1 = args.server_pid.and_then(stats::proc_cpu);
     let w1 = now_ns();
     let server_rss = args.server_pid.and_then(stats::proc_rss_kib);
+    let client_rss = stats::proc_rss_kib(std::process::id() as i32);
 
     let mut all = ThreadStats::default();
     let mut thread_err = None;
@@ -272,6 +273,9 @@ fn run_inner(args: Args) -> Result<i32, String> {
         closed_clean: all.closed_clean,
         client_cpu_pct: client_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         client_cpu_us_per_msg: per_msg(client_cpu),
+        fanout: (args.mode == Mode::Pubsub && all.sent > 0)
+            .then(|| all.received as f64 / all.sent as f64),
+        client_rss_kib: client_rss,
         server_pid: args.server_pid,
         server_cpu_pct,
         server_cpu_us_per_msg: server_cpu_us,

@@ -314,6 +314,10 @@ pub struct Summary {
     pub closed_clean: u64,
     pub client_cpu_pct: f64,
     pub client_cpu_us_per_msg: f64,
+    /// Pubsub: deliveries per publish (the room's fan-out as measured).
+    pub fanout: Option<f64>,
+    /// This process's VmRSS at the end of the measurement, with every connection open.
+    pub client_rss_kib: Option<u64>,
     pub server_pid: Option<i32>,
     pub server_cpu_pct: Option<f64>,
     pub server_cpu_us_per_msg: Option<f64>,
@@ -365,10 +369,16 @@ impl Summary {
             }
         }
         let _ = writeln!(s, " (clean closes {})", self.closed_clean);
+        if let Some(f) = self.fanout {
+            let _ = writeln!(s, "pubsub:   {f:.1} deliveries per publish");
+        }
         let _ = writeln!(
             s,
-            "client:   CPU {:.1}% of one core, {:.2} CPU-µs/msg",
-            self.client_cpu_pct, self.client_cpu_us_per_msg
+            "client:   CPU {:.1}% of one core, {:.2} CPU-µs/msg, RSS {}",
+            self.client_cpu_pct,
+            self.client_cpu_us_per_msg,
+            self.client_rss_kib
+                .map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0)),
         );
         if let Some(pid) = self.server_pid {
             let _ = writeln!(
