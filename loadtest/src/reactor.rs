@@ -1067,3 +1067,22 @@ impl Reactor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_slot_is_small() {
+        let n = std::mem::size_of::<Conn>();
+        eprintln!("size_of::<Conn>() = {n}");
+        assert!(n <= 320, "Conn grew to {n} bytes");
+    }
+
+    #[test]
+    fn user_data_roundtrip() {
+        let u = ud(12345, OP_RECV);
+        assert_eq!((u >> 8) as usize, 12345);
+        assert_eq!(u & 0xff, OP_RECV);
+    }
+}
