@@ -1,1 +1,6 @@
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let args = loadtest::cli::Args::parse();
+    std::process::exit(loadtest::run(args));
+}
