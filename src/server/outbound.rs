@@ -44,6 +44,65 @@ impl Seg {
     }
 }
 
+/// The queued segments: the first one inline, so the common case (one corked buffer per turn) allocates no deque
+/// and an idle connection holds no heap memory for its queue.
+#[derive(Debug, Default)]
+struct SegQueue {
+    first: Option<Seg>,
+    rest: VecDeque<Seg>,
+}
+
+impl SegQueue {
+    #[inline]
+    fn len(&self) -> usize {
+        self.first.is_some() as usize + self.rest.len()
+    }
+    #[inline]
+    fn push_back(&mut self, s: Seg) {
+        if self.first.is_none() {
+            self.first = Some(s);
+        } else {
+            self.rest.push_back(s);
+        }
+    }
+    #[inline]
+    fn back(&self) -> Option<&Seg> {
+        self.rest.back().or(self.first.as_ref())
+    }
+    #[inline]
+    fn back_mut(&mut self) -> Option<&mut Seg> {
+        if self.rest.is_empty() {
+            self.first.as_mut()
+        } else {
+            self.rest.back_mut()
+        }
+    }
+    fn pop_back(&mut self) -> Option<Seg> {
+        self.rest.pop_back().or_else(|| self.first.take())
+    }
+    #[inline]
+    fn front(&self) -> Option<&Seg> {
+        self.first.as_ref()
+    }
+    #[inline]
+    fn pop_front(&mut self) -> Option<Seg> {
+        let f = self.first.take();
+        self.first = self.rest.pop_front();
+        f
+    }
+    fn iter(&self) -> impl Iterator<Item = &Seg> {
+        self.first.iter().chain(self.rest.iter())
+    }
+    fn drain(&mut self) -> impl Iterator<Item = Seg> + '_ {
+        self.first.take().into_iter().chain(self.rest.drain(..))
+    }
+    fn shrink(&mut self) {
+        if self.rest.is_empty() && self.rest.capacity() != 0 {
+            self.rest = VecDeque::new();
+        }
+    }
+}
+
 /// Per-worker pool of owned send buffers, so idle connections hold none and busy ones do not allocate per message.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
@@ -78,7 +137,7 @@ pub(crate) struct IoVecs {
 
 #[derive(Debug, Default)]
 pub(crate) struct Outbound {
-    segs: VecDeque<Seg>,
+    segs: SegQueue,
     /// Bytes of `segs[0]` already written (a short send).
     head_off: u32,
     /// Segments (from the front) that belong to the send in flight; 0 = no send in flight.
@@ -194,7 +253,7 @@ impl Outbound {
         self.inflight_segs = n as u16;
         let off = self.head_off as usize;
         if n == 1 {
-            let b = &self.segs[0].bytes()[off..];
+            let b = &self.segs.front().expect("n == 1").bytes()[off..];
             return Prepared::Single(b.as_ptr(), b.len());
         }
         for (i, seg) in self.segs.iter().take(n).enumerate() {
@@ -238,7 +297,7 @@ impl Outbound {
         self.inflight_segs = 0;
         self.queued = 0;
         self.head_off = 0;
-        for s in self.segs.drain(..) {
+        for s in self.segs.drain() {
             if let Seg::Owned(v) = s {
                 pool.give(v);
             }
@@ -247,9 +306,7 @@ impl Outbound {
 
     /// Release the queue's own allocation when idle (called by the periodic sweep).
     pub fn shrink_if_idle(&mut self) {
-        if self.segs.is_empty() && self.segs.capacity() != 0 {
-            self.segs = VecDeque::new();
-        }
+        self.segs.shrink();
     }
 }
 

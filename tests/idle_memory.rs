@@ -1,0 +1,138 @@
+//! 10,000 idle WebSocket connections against the real binary (one worker): the server's resident memory per idle
+//! connection is measured from /proc and reported; it must stay within the documented bound (1 KiB; the design
+//! target is <= 256 B: an idle connection holds no receive buffer and no send buffer).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONNS: usize = 10_000;
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn upgrade(port: u16) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 256];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut b).unwrap();
+        assert!(n > 0, "server closed during the handshake");
+        head.extend_from_slice(&b[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+#[test]
+fn ten_thousand_idle_connections_cost_little_server_memory() {
+    // The test holds CONNS client sockets itself.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a live local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    if (lim.rlim_cur as usize) < CONNS + 100 {
+        eprintln!(
+            "SKIPPED: RLIMIT_NOFILE hard limit {} < {}",
+            lim.rlim_cur,
+            CONNS + 100
+        );
+        return;
+    }
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_ringws"))
+        .args(["--workers", "1", "--no-pin", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let srv = Server(child);
+    let pid = srv.0.id();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Warm up the allocator with a few connections, and push 8 MiB through one of them so every buffer of the
+    // worker's receive ring (64 x 64 KiB, a fixed cost) has been touched once; then measure from there.
+    let mut conns: Vec<TcpStream> = (0..100).map(|_| upgrade(port)).collect();
+    // A masked (zero key) 60 KiB binary frame, echoed back unmasked with a 4-byte header.
+    let len = 60u16 << 10;
+    let mut frame = vec![0x82, 0x80 | 126];
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.resize(frame.len() + len as usize, b'x');
+    let mut echo = vec![0u8; 4 + len as usize];
+    for _ in 0..140 {
+        conns[0].write_all(&frame).unwrap();
+        conns[0].read_exact(&mut echo).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_bytes(pid);
+    conns.extend((100..CONNS).map(|_| upgrade(port)));
+    // Let the server finish its own bookkeeping (the sweep releases idle queue memory once a second).
+    std::thread::sleep(Duration::from_millis(2200));
+    let after = rss_bytes(pid);
+    let per = (after.saturating_sub(before)) as f64 / (CONNS - 100) as f64;
+    println!("server RSS {:.1} MiB -> {:.1} MiB with {CONNS} idle connections: {per:.0} bytes per connection",
+        before as f64 / 1048576.0, after as f64 / 1048576.0);
+    // Goal <= 256 B (uWebSockets measured here: ~270 B); the bound leaves room for allocator noise.
+    assert!(per <= 384.0, "{per:.0} B per idle connection");
+    // They are alive: every one still echoes.
+    for (i, s) in conns.iter_mut().enumerate().step_by(997) {
+        let p = format!("{i}");
+        let mut f = vec![0x81, 0x80 | p.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(p.as_bytes());
+        s.write_all(&f).unwrap();
+        let mut r = vec![0u8; 2 + p.len()];
+        s.read_exact(&mut r).unwrap();
+        assert_eq!(&r[2..], p.as_bytes());
+    }
+}
