@@ -7,16 +7,20 @@
 //!   main thread start the clock: warm-up, then the measured window, then close frames and a bounded wait for the
 //!   server's close and EOF (so TIME_WAIT lands on the server, not on our ephemeral ports).
 //! - **Reactor** ([`reactor`]): one io_uring per thread (SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN when available),
-//!   pinned to a CPU of the process's affinity mask. Per connection: one plain `recv` in flight into the connection's
-//!   own buffer (armed with `IORING_RECVSEND_POLL_FIRST`, since it is re-armed right after the socket was drained)
-//!   and at most one `send` in flight; everything that became sendable during a loop turn goes out in that one send.
-//!   All SQEs of a turn are submitted by the same `io_uring_enter` that waits for the next completions (with a timeout
-//!   for the rate schedule and the clock). Slots are never reused, so `user_data` is index + op, no generations.
-//! - **Why plain recv, not multishot + provided buffers.** The client knows how much it expects; a small per-connection
-//!   buffer (512 B for 20-byte echoes, up to 64 KiB, grown on demand) costs 5 MiB at 10k connections, and a profile
-//!   of the client at 100 x 20 B shows ~95% of its CPU in the kernel's loopback TCP path (`tcp_sendmsg` alone ~60%,
-//!   most of it the server socket's receive processing done in our context), ~3% in user space, ~10 messages per
-//!   `io_uring_enter`: re-arming a recv is not where the time goes.
+//!   pinned to a CPU of the process's affinity mask. Per connection: one multishot `recv` armed on a shared ring of
+//!   provided buffers (512 x 4 KiB, 16 KiB for large messages; buffers go back to the kernel right after each
+//!   completion is decoded, so idle connections hold no receive buffer) and at most one `send` in flight; everything
+//!   that became sendable during a loop turn goes out in that one send. All SQEs of a turn are submitted by the same
+//!   `io_uring_enter` that waits for the next completions (with a timeout for the rate schedule and the clock). Slots
+//!   are never reused, so `user_data` is index + op, no generations. A multishot that ends for lack of buffers
+//!   (`ENOBUFS`) is re-armed after the batch has returned its buffers.
+//! - **Multishot vs plain recv (measured).** `LOADTEST_RECV=plain` switches to one plain `recv` per connection into its
+//!   own buffer (armed with `IORING_RECVSEND_POLL_FIRST`). Against fastwebsockets, interleaved, 3 s each: 100 x 20 B
+//!   client CPU 10.3/10.5 µs/msg multishot vs 12.8/11.7 plain; 10k x 20 B 15.8/12.8 vs 14.7/13.9 (noise ±15% on this
+//!   shared machine), client RSS at 10k connections 13.8 MiB vs 17.3 MiB. Multishot is the default: never worse
+//!   beyond noise, less memory. A profile shows ~95% of the client's CPU in the kernel's loopback TCP path
+//!   (`tcp_sendmsg` alone ~60%, most of it the server socket's receive processing done in our context), ~3% in user
+//!   space, ~10 messages per `io_uring_enter`.
 //! - **Frames.** Each connection has its own random masking key (from `getrandom`) and a precomputed masked frame
 //!   ([`frames::FrameTemplate`], built with `ringws::proto::frame::write_client_frame`); a message is a memcpy of the
 //!   template plus 16 masked hex digits of the connection's sequence number. Echoes are decoded by a
@@ -24,13 +28,15 @@
 //!   every payload is compared in full against the expected sequence number and content. Measured cost of decode +
 //!   verify per 20-byte echo: ~120 ns with `Connection` vs ~85 ns with a bare header parse (`decode_cost` test), i.e.
 //!   ~1% of the client's per-message CPU, so the client uses the full core.
-//! - **Memory per connection** (10k x 20 B echo): the `Conn` slot (280 B incl. the 96-byte protocol state), a
-//!   512-byte receive buffer, a send buffer and frame template of a few dozen bytes, and the timestamp queue.
+//! - **Memory per connection** (10k x 20 B echo): the `Conn` slot (280 B incl. the 96-byte protocol state), a send
+//!   buffer and frame template of a few dozen bytes each and the timestamp queue; whole client RSS 13.8 MiB with
+//!   10,000 connections (2 MiB of it the shared receive buffers).
 //! - **Statistics** ([`stats`]): per-thread counters and hdrhistograms (µs), merged at the end; a live total per
 //!   thread is published with relaxed stores for the progress line. Latency: echo from the actual send, rate from the
 //!   intended send time (corrected for coordinated omission), pubsub from the intended time embedded in the text.
 //!   CPU: getrusage of this process and /proc/PID/stat of `--server-pid`, both sampled at the window's edges.
 
+mod bufring;
 pub mod cli;
 pub mod frames;
 pub mod reactor;

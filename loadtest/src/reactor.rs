@@ -68,6 +68,8 @@ const OP_CONNECT: u64 = 1;
 const OP_LINK_TIMEOUT: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_RECV: u64 = 4;
+const OP_RECV_MULTI: u64 = 5;
+const BGID: u16 = 7;
 
 #[inline]
 fn ud(i: usize, op: u64) -> u64 {
@@ -186,13 +188,17 @@ struct Ctx {
     addr: Box<libc::sockaddr_storage>,
     addr_len: libc::socklen_t,
     connect_ts: Box<types::Timespec>,
+    /// Provided buffers for multishot receives (None: plain recv into per-connection buffers).
+    bufring: Option<crate::bufring::BufRing>,
+    /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
+    starved: Vec<u32>,
 }
 
 struct Reactor {
     ring: IoUring,
     conns: Vec<Conn>,
     ctx: Ctx,
-    cqes: Vec<(u64, i32)>,
+    cqes: Vec<(u64, i32, u32)>,
 }
 
 /// Push an SQE, submitting first if the queue is full.
@@ -300,6 +306,17 @@ pub fn run_thread(
         Mode::Rate => (frame_len * 4).clamp(512, 64 << 10),
     };
     let (addr, addr_len) = sockaddr(plan.target.addr);
+    // Multishot receives into a shared ring of provided buffers, unless LOADTEST_RECV=plain (or registration fails).
+    let bufring = if std::env::var("LOADTEST_RECV").as_deref() == Ok("plain") {
+        None
+    } else {
+        let size = if plan.size >= 1024 || plan.mode == Mode::Flood {
+            16 << 10
+        } else {
+            4 << 10
+        };
+        crate::bufring::BufRing::new(&ring, 512, size, BGID).ok()
+    };
     let ct = plan.connect_timeout;
     let ctx = Ctx {
         stats: ThreadStats::default(),
@@ -320,6 +337,8 @@ pub fn run_thread(
                 .sec(ct.as_secs())
                 .nsec(ct.subsec_nanos()),
         ),
+        bufring,
+        starved: Vec::new(),
         plan,
     };
     let mut r = Reactor {
@@ -548,24 +567,34 @@ impl Reactor {
                 let mut cq = self.ring.completion();
                 cq.sync();
                 for e in &mut cq {
-                    cqes.push((e.user_data(), e.result()));
-                    let _ = cqueue::more(e.flags());
+                    cqes.push((e.user_data(), e.result(), e.flags()));
                 }
             }
             if cqes.is_empty() {
                 break;
             }
-            for &(u, res) in &cqes {
+            for &(u, res, flags) in &cqes {
                 let i = (u >> 8) as usize;
                 match u & 0xff {
                     OP_CONNECT => self.on_connect(i, res, now),
                     OP_SEND => self.on_send(i, res, now),
                     OP_RECV => self.on_recv(i, res, now),
+                    OP_RECV_MULTI => self.on_recv_multi(i, res, flags, now),
                     _ => {} // link timeouts
                 }
             }
+            if let Some(br) = &self.ctx.bufring {
+                br.publish();
+            }
         }
         self.cqes = cqes;
+        // Buffers came back: re-arm the receives that ran out of them.
+        if !self.ctx.starved.is_empty() {
+            let starved = std::mem::take(&mut self.ctx.starved);
+            for &i in &starved {
+                self.arm_recv(i as usize);
+            }
+        }
     }
 
     #[inline]
@@ -700,7 +729,7 @@ impl Reactor {
                 c.proto = Some(Connection::new(Role::Client, Limits::default()));
                 let plan = &self.ctx.plan;
                 let rb = self.ctx.rbuf_size;
-                if c.rbuf.len() != rb && (c.rlen as usize) <= rb {
+                if self.ctx.bufring.is_none() && c.rbuf.len() != rb && (c.rlen as usize) <= rb {
                     let mut b = vec![0u8; rb].into_boxed_slice();
                     b[..c.rlen as usize].copy_from_slice(&c.rbuf[..c.rlen as usize]);
                     c.rbuf = b;
@@ -719,6 +748,10 @@ impl Reactor {
                 record_ns(&mut self.ctx.stats.connect, now - c.t_start);
                 self.mark_dirty(i);
                 self.process(i, now);
+                if self.ctx.bufring.is_some() {
+                    // Multishot receives from here on: the connection needs no buffer of its own.
+                    self.conns[i].rbuf = Box::default();
+                }
             }
         }
     }
@@ -868,7 +901,15 @@ impl Reactor {
 
     fn arm_recv(&mut self, i: usize) {
         let c = &mut self.conns[i];
-        if c.recv_armed || c.fd < 0 {
+        if c.recv_armed || c.fd < 0 || !matches!(c.st, St::Handshaking | St::Open | St::Closing) {
+            return;
+        }
+        if let (Some(br), St::Open | St::Closing) = (&self.ctx.bufring, c.st) {
+            c.recv_armed = true;
+            let e = opcode::RecvMulti::new(types::Fd(c.fd), br.bgid)
+                .build()
+                .user_data(ud(i, OP_RECV_MULTI));
+            push(&mut self.ring, &e);
             return;
         }
         let off = c.rlen as usize;
@@ -897,6 +938,57 @@ impl Reactor {
             _ => {}
         }
         if res <= 0 {
+            self.recv_end(i, res);
+            return;
+        }
+        c.rlen += res as u32;
+        if c.st == St::Handshaking {
+            self.handshake_read(i, now);
+            return;
+        }
+        self.process(i, now);
+    }
+
+    /// A multishot receive completion: data in a provided buffer, or the end of the multishot.
+    fn on_recv_multi(&mut self, i: usize, res: i32, flags: u32, now: u64) {
+        let more = cqueue::more(flags);
+        if !more {
+            self.conns[i].recv_armed = false;
+        }
+        if let Some(bid) = cqueue::buffer_select(flags) {
+            if res > 0 && matches!(self.conns[i].st, St::Open | St::Closing) {
+                let br = self.ctx.bufring.as_mut().expect("buffer ring");
+                // SAFETY: the kernel handed us `bid` with `res` bytes; it is ours until pushed back below, and the
+                // slice is not used after that.
+                let data = unsafe { &mut *br.buf(bid, res as usize) };
+                self.feed(i, data, now);
+            }
+            self.ctx.bufring.as_mut().expect("buffer ring").push(bid);
+        }
+        let c = &self.conns[i];
+        if !matches!(c.st, St::Open | St::Closing) {
+            self.maybe_close(i);
+            return;
+        }
+        if res == -libc::ENOBUFS {
+            if !more {
+                self.ctx.starved.push(i as u32);
+            }
+            return;
+        }
+        if res <= 0 {
+            self.recv_end(i, res);
+            return;
+        }
+        if !more {
+            self.arm_recv(i);
+        }
+    }
+
+    /// EOF (`res` 0) or a receive error.
+    fn recv_end(&mut self, i: usize, res: i32) {
+        let c = &mut self.conns[i];
+        {
             match c.st {
                 St::Handshaking => self.connect_failed(i, ErrKind::Handshake),
                 St::Closing => {
@@ -917,14 +1009,7 @@ impl Reactor {
                     self.kill(i);
                 }
             }
-            return;
         }
-        c.rlen += res as u32;
-        if c.st == St::Handshaking {
-            self.handshake_read(i, now);
-            return;
-        }
-        self.process(i, now);
     }
 
     /// Feed the received bytes to the connection's `ringws::proto::Connection` (Role::Client: it checks every frame,
@@ -932,15 +1017,25 @@ impl Reactor {
     fn process(&mut self, i: usize, now: u64) {
         let c = &mut self.conns[i];
         let mut rbuf = std::mem::take(&mut c.rbuf);
-        let mut proto = c
-            .proto
-            .take()
-            .expect("open connection has a protocol state");
         let len = c.rlen as usize;
         c.rlen = 0;
-        let res = proto.handle_read(&mut rbuf[..len], &mut |ev| self.on_event(i, ev, now));
+        self.feed(i, &mut rbuf[..len], now);
         let c = &mut self.conns[i];
         c.rbuf = rbuf;
+        if matches!(c.st, St::Open | St::Closing) {
+            self.arm_recv(i);
+        } else {
+            self.maybe_close(i);
+        }
+    }
+
+    fn feed(&mut self, i: usize, data: &mut [u8], now: u64) {
+        let c = &mut self.conns[i];
+        let Some(mut proto) = c.proto.take() else {
+            return;
+        };
+        let res = proto.handle_read(data, &mut |ev| self.on_event(i, ev, now));
+        let c = &mut self.conns[i];
         if res.is_err() {
             self.ctx.stats.err(ErrKind::Protocol);
             if c.st == St::Open {
@@ -953,12 +1048,6 @@ impl Reactor {
             self.mark_dirty(i);
         } else {
             c.proto = Some(proto);
-        }
-        let c = &mut self.conns[i];
-        if matches!(c.st, St::Open | St::Closing) {
-            self.arm_recv(i);
-        } else {
-            self.maybe_close(i);
         }
     }
 
