@@ -54,8 +54,9 @@ pub fn apply_mask_scalar(key: [u8; 4], phase: usize, buf: &mut [u8]) {
 /// The key as seen from byte `shift` of the buffer: `rotate(k, s)[i] == k[(s + i) % 4]`.
 #[inline(always)]
 fn rotate(k: [u8; 4], shift: usize) -> [u8; 4] {
-    let s = shift & 3;
-    [k[s], k[(s + 1) & 3], k[(s + 2) & 3], k[(s + 3) & 3]]
+    // Little-endian view: byte j of the word is k[j]; rotating right by 8s bits makes byte j = k[(j + s) % 4].
+    let bits = 8 * (shift & 3) as u32;
+    u32::from_le_bytes(k).rotate_right(bits).to_le_bytes()
 }
 
 /// Any length, but meant for < 16 bytes: two overlapping words, both loaded before either is stored. `k` is the key
