@@ -54,6 +54,23 @@ use cli::{Args, Mode};
 use reactor::{now_ns, Plan};
 use stats::{percentiles, rate, ErrKind, ErrorCount, Live, Summary, ThreadStats};
 
+/// Fail early, with a hint, where io_uring is not available.
+fn check_io_uring() -> Result<(), String> {
+    match io_uring::IoUring::new(8) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            Err(format!(
+                "io_uring is not available ({e}); kernel.io_uring_disabled = {disabled:?}. Needs Linux >= 6.0 with \
+                 io_uring enabled (sysctl kernel.io_uring_disabled=0), not blocked by seccomp (containers: \
+                 --security-opt seccomp=unconfined), and enough locked memory (ulimit -l)"
+            ))
+        }
+    }
+}
+
 /// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.
 pub fn run(args: Args) -> i32 {
     match run_inner(args) {
@@ -92,6 +109,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
         }
     }
     cli::check_limits(total, threads)?;
+    check_io_uring()?;
     // SAFETY: ignoring SIGPIPE is process-wide and harmless (sends also use MSG_NOSIGNAL).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
@@ -308,6 +326,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
         errors_total: all.error_total(),
         mismatches,
         closed_clean: all.closed_clean,
+        recv_enobufs: all.recv_enobufs,
         client_cpu_pct: client_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         client_cpu_us_per_msg: per_msg(client_cpu),
         fanout: (args.mode == Mode::Pubsub && all.sent > 0)

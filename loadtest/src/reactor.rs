@@ -971,6 +971,7 @@ impl Reactor {
             return;
         }
         if res == -libc::ENOBUFS {
+            self.ctx.stats.recv_enobufs += 1;
             if !more {
                 self.ctx.starved.push(i as u32);
             }
