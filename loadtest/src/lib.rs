@@ -54,6 +54,12 @@ use cli::{Args, Mode};
 use reactor::{now_ns, Plan};
 use stats::{percentiles, rate, ErrKind, ErrorCount, Live, Summary, ThreadStats};
 
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
 /// Fail early, with a hint, where io_uring is not available.
 fn check_io_uring() -> Result<(), String> {
     match io_uring::IoUring::new(8) {
@@ -109,6 +115,13 @@ fn run_inner(args: Args) -> Result<i32, String> {
         }
     }
     cli::check_limits(total, threads)?;
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
     check_io_uring()?;
     // SAFETY: ignoring SIGPIPE is process-wide and harmless (sends also use MSG_NOSIGNAL).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
@@ -205,6 +218,10 @@ fn run_inner(args: Args) -> Result<i32, String> {
     // Ramp-up.
     while sync.ready.load(Ordering::Relaxed) < threads {
         std::thread::sleep(Duration::from_millis(5));
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            eprintln!("loadtest: interrupted during ramp-up");
+            std::process::exit(130);
+        }
         let now = now_ns();
         if progress && now >= next_print {
             print("ramp", now, &mut last, &mut last_t);
@@ -235,7 +252,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
                        last_t: &mut u64| {
         loop {
             let now = now_ns();
-            if now >= deadline {
+            if now >= deadline || INTERRUPTED.load(Ordering::Relaxed) {
                 break;
             }
             if progress && now >= *next_print {
@@ -248,7 +265,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
                 deadline
             };
             let until = wake.saturating_sub(now);
-            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 200_000_000)));
+            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 50_000_000)));
         }
     };
     sleep_until(warm_end, "warmup", &mut next_print, &mut last, &mut last_t);
@@ -259,6 +276,12 @@ fn run_inner(args: Args) -> Result<i32, String> {
     let cpu1 = stats::self_cpu();
     let scpu1 = args.server_pid.and_then(stats::proc_cpu);
     let w1 = now_ns();
+    // Ctrl-C: end the measurement now (the reactors close their connections as at the normal end).
+    let interrupted = INTERRUPTED.load(Ordering::Relaxed);
+    if interrupted {
+        sync.stop_ns.store(w1, Ordering::Relaxed);
+        eprintln!("loadtest: interrupted; closing connections");
+    }
     let server_rss = args.server_pid.and_then(stats::proc_rss_kib);
     let client_rss = stats::proc_rss_kib(std::process::id() as i32);
 
@@ -276,7 +299,11 @@ fn run_inner(args: Args) -> Result<i32, String> {
     }
 
     let wall = Duration::from_nanos(w1 - w0);
-    let measured = args.duration;
+    let measured = if interrupted {
+        Duration::from_nanos(w1.saturating_sub(warm_end))
+    } else {
+        args.duration
+    };
     let client_cpu = cpu1.total().saturating_sub(cpu0.total());
     let per_msg = |cpu: Duration| {
         if all.received > 0 {
