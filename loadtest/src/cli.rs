@@ -268,7 +268,7 @@ pub fn check_limits(conns: usize, threads: usize) -> Result<(), String> {
         }
     }
     let need = conns as u64 + 32 + 4 * threads as u64;
-    if (rl.rlim_cur as u64) < need {
+    if rl.rlim_cur < need {
         return Err(format!(
             "file descriptor limit too small: {} connections need about {need} fds, RLIMIT_NOFILE is {} \
              (hard limit {}); raise it (ulimit -Hn / limits.conf) or use fewer --conns",
