@@ -20,7 +20,9 @@
 //!   shared machine), client RSS at 10k connections 13.8 MiB vs 17.3 MiB. Multishot is the default: never worse
 //!   beyond noise, less memory. A profile shows ~95% of the client's CPU in the kernel's loopback TCP path
 //!   (`tcp_sendmsg` alone ~60%, most of it the server socket's receive processing done in our context), ~3% in user
-//!   space, ~10 messages per `io_uring_enter`.
+//!   space, ~10 messages per `io_uring_enter`; at 10k connections 94% kernel, 5.5% user space (loadtest + libc).
+//!   So the client's cost per message is the loopback TCP floor that every server pays too: measured on this shared
+//!   2-core machine it is 0.8-1.1x the server's CPU per message (scripts/bench-peers.sh), not the 0.7x wanted.
 //! - **Frames.** Each connection has its own random masking key (from `getrandom`) and a precomputed masked frame
 //!   ([`frames::FrameTemplate`], built with `ringws::proto::frame::write_client_frame`); a message is a memcpy of the
 //!   template plus 16 masked hex digits of the connection's sequence number. Echoes are decoded by a
