@@ -9,6 +9,7 @@
 #   SERVERS="ringws fastwebsockets tokio-websockets tokio-tungstenite ws scratch"
 #   RINGWS_CMD="target/release/ringws --workers 1 --port {port}"   ({port} is replaced; run from the repo root)
 #   SERVER_CPU=0 CLIENT_CPU=1  LOADTEST_ARGS="--inflight 1"  OUT=bench-peers-<date>.md  NOBUILD=1 (skip builds)
+#   PORT_BASE=19100 (servers listen on PORT_BASE+1..6)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,10 +55,12 @@ fi
 [[ -x "$LOADTEST" ]] || { log "missing $LOADTEST"; exit 2; }
 
 # name -> port and command line ({port} replaced).
+# Ports: PORT_BASE + 1..6 (default 19100, away from the README's 910x which others may be using by hand).
 port_of() {
+    local b=${PORT_BASE:-19100}
     case "$1" in
-        ringws) echo 9101 ;; fastwebsockets) echo 9102 ;; tokio-websockets) echo 9103 ;;
-        tokio-tungstenite) echo 9104 ;; ws) echo 9105 ;; scratch) echo 9106 ;; *) return 1 ;;
+        ringws) echo $((b + 1)) ;; fastwebsockets) echo $((b + 2)) ;; tokio-websockets) echo $((b + 3)) ;;
+        tokio-tungstenite) echo $((b + 4)) ;; ws) echo $((b + 5)) ;; scratch) echo $((b + 6)) ;; *) return 1 ;;
     esac
 }
 cmd_of() {

@@ -540,6 +540,20 @@ mod utf8_5_6 {
     }
 
     #[test]
+    fn split_code_point_survives_an_interleaved_ping_split_over_reads() {
+        // The reassembly buffer holds the incomplete tail of "€" while the ping's payload is appended after it and
+        // removed again; validation must resume at the tail, not after the ping bytes.
+        for role in ROLES {
+            let bytes = cat(&[
+                &f(role, false, OpCode::Text, b"cost: \xe2\x82"),
+                &f(role, true, OpCode::Ping, &[0xff; 40]),
+                &f(role, true, OpCode::Continuation, b"\xac"),
+            ]);
+            assert_events(role, &bytes, &[Ev::Ping(vec![0xff; 40]), text("cost: €")]);
+        }
+    }
+
+    #[test]
     fn incomplete_sequence_at_message_end_is_1007() {
         for role in ROLES {
             let bytes = cat(&[
@@ -851,6 +865,16 @@ mod memory {
         let size = std::mem::size_of::<Connection>();
         println!("size_of::<Connection>() = {size} bytes");
         assert!(size <= 96, "{size}");
+    }
+
+    #[test]
+    fn whole_frames_never_touch_the_heap() {
+        let mut conn = server();
+        let bytes: Vec<u8> = (0..100)
+            .flat_map(|i| cframe(true, OpCode::Text, format!("msg {i}").as_bytes()))
+            .collect();
+        assert_eq!(feed(&mut conn, &bytes).len(), 100);
+        assert_eq!(conn.heap_bytes(), 0);
     }
 
     #[test]

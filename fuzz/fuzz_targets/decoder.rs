@@ -29,7 +29,11 @@ struct Outcome {
 
 fn conn(role: Role, flags: u8) -> Connection {
     let limits = if flags & 0x20 != 0 {
-        Limits { max_frame_size: 300, max_message_size: 1000, ..Limits::default() }
+        Limits {
+            max_frame_size: 300,
+            max_message_size: 1000,
+            ..Limits::default()
+        }
     } else {
         Limits::default()
     };
@@ -77,18 +81,29 @@ fn run(role: Role, flags: u8, stream: &[u8], chunks: &[usize]) -> Outcome {
     let mut raw = Vec::new();
     c.poll_transmit(&mut raw);
     // Decode what we sent with a peer of the other role (client-role frames are masked with random keys).
-    let peer_role = if role == Role::Server { Role::Client } else { Role::Server };
+    let peer_role = if role == Role::Server {
+        Role::Client
+    } else {
+        Role::Server
+    };
     let mut peer = Connection::new(peer_role, Limits::default());
     let mut sent = Vec::new();
     let mut peer_failed = false;
     feed(&mut peer, &mut raw.clone(), &mut sent, &mut peer_failed);
     assert!(!peer_failed, "we sent an invalid frame: {sent:?}");
     let raw_sent = (role == Role::Server).then_some(raw);
-    Outcome { events, sent, raw_sent, state: c.state() }
+    Outcome {
+        events,
+        sent,
+        raw_sent,
+        state: c.state(),
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
     let n = ((flags & 0x0f) as usize).min(rest.len());
     let chunks: Vec<usize> = rest[..n].iter().map(|&b| b as usize + 1).collect();
     let stream = &rest[n..];

@@ -35,7 +35,9 @@ impl Mode {
 /// Opens all connections first (ramp-up, bounded by --connect-rate and --connect-concurrency), then runs the chosen
 /// mode for --warmup (not counted) plus --duration, prints one progress line per second to stderr and a summary at the
 /// end (stdout; JSON with --json), sends close frames and exits. Every echoed payload is checked against what this
-/// connection sent (sequence number + content). Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.
+/// connection sent (sequence number + content). Ctrl-C ends the measurement early (summary still printed).
+/// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error, 130 interrupted during ramp-up.
+/// Environment: LOADTEST_RECV=plain uses one plain recv per connection instead of multishot + provided buffers.
 ///
 /// Example: taskset -c 1 loadtest --url ws://127.0.0.1:1338/echo --conns 10000 --size 20 --duration 10s --server-pid $PID
 #[derive(Parser, Debug, Clone)]
@@ -266,7 +268,7 @@ pub fn check_limits(conns: usize, threads: usize) -> Result<(), String> {
         }
     }
     let need = conns as u64 + 32 + 4 * threads as u64;
-    if (rl.rlim_cur as u64) < need {
+    if rl.rlim_cur < need {
         return Err(format!(
             "file descriptor limit too small: {} connections need about {need} fds, RLIMIT_NOFILE is {} \
              (hard limit {}); raise it (ulimit -Hn / limits.conf) or use fewer --conns",

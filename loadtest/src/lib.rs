@@ -20,7 +20,9 @@
 //!   shared machine), client RSS at 10k connections 13.8 MiB vs 17.3 MiB. Multishot is the default: never worse
 //!   beyond noise, less memory. A profile shows ~95% of the client's CPU in the kernel's loopback TCP path
 //!   (`tcp_sendmsg` alone ~60%, most of it the server socket's receive processing done in our context), ~3% in user
-//!   space, ~10 messages per `io_uring_enter`.
+//!   space, ~10 messages per `io_uring_enter`; at 10k connections 94% kernel, 5.5% user space (loadtest + libc).
+//!   So the client's cost per message is the loopback TCP floor that every server pays too: measured on this shared
+//!   2-core machine it is 0.8-1.1x the server's CPU per message (scripts/bench-peers.sh), not the 0.7x wanted.
 //! - **Frames.** Each connection has its own random masking key (from `getrandom`) and a precomputed masked frame
 //!   ([`frames::FrameTemplate`], built with `ringws::proto::frame::write_client_frame`); a message is a memcpy of the
 //!   template plus 16 masked hex digits of the connection's sequence number. Echoes are decoded by a
@@ -53,6 +55,29 @@ use std::time::Duration;
 use cli::{Args, Mode};
 use reactor::{now_ns, Plan};
 use stats::{percentiles, rate, ErrKind, ErrorCount, Live, Summary, ThreadStats};
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Fail early, with a hint, where io_uring is not available.
+fn check_io_uring() -> Result<(), String> {
+    match io_uring::IoUring::new(8) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            Err(format!(
+                "io_uring is not available ({e}); kernel.io_uring_disabled = {disabled:?}. Needs Linux >= 6.0 with \
+                 io_uring enabled (sysctl kernel.io_uring_disabled=0), not blocked by seccomp (containers: \
+                 --security-opt seccomp=unconfined), and enough locked memory (ulimit -l)"
+            ))
+        }
+    }
+}
 
 /// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.
 pub fn run(args: Args) -> i32 {
@@ -92,6 +117,14 @@ fn run_inner(args: Args) -> Result<i32, String> {
         }
     }
     cli::check_limits(total, threads)?;
+    // SAFETY: the handler only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        )
+    };
+    check_io_uring()?;
     // SAFETY: ignoring SIGPIPE is process-wide and harmless (sends also use MSG_NOSIGNAL).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
@@ -187,6 +220,10 @@ fn run_inner(args: Args) -> Result<i32, String> {
     // Ramp-up.
     while sync.ready.load(Ordering::Relaxed) < threads {
         std::thread::sleep(Duration::from_millis(5));
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            eprintln!("loadtest: interrupted during ramp-up");
+            std::process::exit(130);
+        }
         let now = now_ns();
         if progress && now >= next_print {
             print("ramp", now, &mut last, &mut last_t);
@@ -217,7 +254,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
                        last_t: &mut u64| {
         loop {
             let now = now_ns();
-            if now >= deadline {
+            if now >= deadline || INTERRUPTED.load(Ordering::Relaxed) {
                 break;
             }
             if progress && now >= *next_print {
@@ -230,7 +267,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
                 deadline
             };
             let until = wake.saturating_sub(now);
-            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 200_000_000)));
+            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 50_000_000)));
         }
     };
     sleep_until(warm_end, "warmup", &mut next_print, &mut last, &mut last_t);
@@ -241,6 +278,12 @@ fn run_inner(args: Args) -> Result<i32, String> {
     let cpu1 = stats::self_cpu();
     let scpu1 = args.server_pid.and_then(stats::proc_cpu);
     let w1 = now_ns();
+    // Ctrl-C: end the measurement now (the reactors close their connections as at the normal end).
+    let interrupted = INTERRUPTED.load(Ordering::Relaxed);
+    if interrupted {
+        sync.stop_ns.store(w1, Ordering::Relaxed);
+        eprintln!("loadtest: interrupted; closing connections");
+    }
     let server_rss = args.server_pid.and_then(stats::proc_rss_kib);
     let client_rss = stats::proc_rss_kib(std::process::id() as i32);
 
@@ -258,7 +301,11 @@ fn run_inner(args: Args) -> Result<i32, String> {
     }
 
     let wall = Duration::from_nanos(w1 - w0);
-    let measured = args.duration;
+    let measured = if interrupted {
+        Duration::from_nanos(w1.saturating_sub(warm_end))
+    } else {
+        args.duration
+    };
     let client_cpu = cpu1.total().saturating_sub(cpu0.total());
     let per_msg = |cpu: Duration| {
         if all.received > 0 {
@@ -308,6 +355,7 @@ fn run_inner(args: Args) -> Result<i32, String> {
         errors_total: all.error_total(),
         mismatches,
         closed_clean: all.closed_clean,
+        recv_enobufs: all.recv_enobufs,
         client_cpu_pct: client_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
         client_cpu_us_per_msg: per_msg(client_cpu),
         fanout: (args.mode == Mode::Pubsub && all.sent > 0)

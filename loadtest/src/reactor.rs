@@ -62,6 +62,8 @@ pub struct Sync {
     pub ready: AtomicUsize,
     /// Start of the warm-up (now_ns), set by the main thread once every reactor is ready.
     pub start_ns: AtomicU64,
+    /// Early end of the measurement (Ctrl-C), set by the main thread; 0 = none.
+    pub stop_ns: AtomicU64,
 }
 
 const OP_CONNECT: u64 = 1;
@@ -434,8 +436,14 @@ impl Reactor {
         for i in 0..n {
             self.mark_dirty(i);
         }
+        let mut end = end;
         loop {
             let now = now_ns();
+            let stop = sync.stop_ns.load(Relaxed);
+            if stop != 0 && stop < end {
+                end = stop;
+                self.ctx.end = stop;
+            }
             if now >= end {
                 break;
             }
@@ -971,6 +979,7 @@ impl Reactor {
             return;
         }
         if res == -libc::ENOBUFS {
+            self.ctx.stats.recv_enobufs += 1;
             if !more {
                 self.ctx.starved.push(i as u32);
             }

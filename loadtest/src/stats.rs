@@ -104,6 +104,8 @@ pub struct ThreadStats {
     pub closed_clean: u64,
     /// Time from the first connect to the last handshake of this thread.
     pub ramp: Duration,
+    /// Multishot receives ended by an empty buffer ring (re-armed after buffers came back).
+    pub recv_enobufs: u64,
 }
 
 impl Default for ThreadStats {
@@ -122,6 +124,7 @@ impl Default for ThreadStats {
             connect_failed: 0,
             closed_clean: 0,
             ramp: Duration::ZERO,
+            recv_enobufs: 0,
         }
     }
 }
@@ -150,6 +153,7 @@ impl ThreadStats {
         self.connect_failed += o.connect_failed;
         self.closed_clean += o.closed_clean;
         self.ramp = self.ramp.max(o.ramp);
+        self.recv_enobufs += o.recv_enobufs;
     }
 }
 
@@ -312,6 +316,7 @@ pub struct Summary {
     pub errors_total: u64,
     pub mismatches: u64,
     pub closed_clean: u64,
+    pub recv_enobufs: u64,
     pub client_cpu_pct: f64,
     pub client_cpu_us_per_msg: f64,
     /// Pubsub: deliveries per publish (the room's fan-out as measured).
@@ -368,7 +373,11 @@ impl Summary {
                 let _ = write!(s, " {}={}", e.kind, e.count);
             }
         }
-        let _ = writeln!(s, " (clean closes {})", self.closed_clean);
+        let _ = writeln!(
+            s,
+            " (clean closes {}, receive buffer ring ran dry {}x)",
+            self.closed_clean, self.recv_enobufs
+        );
         if let Some(f) = self.fanout {
             let _ = writeln!(s, "pubsub:   {f:.1} deliveries per publish");
         }

@@ -132,3 +132,79 @@ fn refuses_non_loopback() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+/// A minimal topic server: a text containing `"join"` subscribes the connection; any other text is delivered to every
+/// subscriber (the sender included), wrapped like the ringws chat does.
+fn pubsub_server() -> u16 {
+    use std::sync::{Arc, Mutex};
+    use tungstenite::protocol::Role;
+    use tungstenite::WebSocket;
+    type Members = Arc<Mutex<Vec<WebSocket<std::net::TcpStream>>>>;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let members: Members = Arc::new(Mutex::new(Vec::new()));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let members = members.clone();
+            thread::spawn(move || {
+                let _ = stream.set_nodelay(true);
+                let Ok(writer) = stream.try_clone() else {
+                    return;
+                };
+                let Ok(mut ws) = tungstenite::accept(stream) else {
+                    return;
+                };
+                let mut writer = Some(WebSocket::from_raw_socket(writer, Role::Server, None));
+                loop {
+                    match ws.read() {
+                        Ok(Message::Text(t)) => {
+                            if t.contains("\"join\"") {
+                                if let Some(w) = writer.take() {
+                                    members.lock().unwrap().push(w);
+                                }
+                            } else {
+                                let out = format!(
+                                    "{{\"type\":\"message\",\"room\":\"bench\",\"in\":{}}}",
+                                    t.as_str()
+                                );
+                                let mut m = members.lock().unwrap();
+                                for w in m.iter_mut() {
+                                    let _ = w.send(Message::text(out.clone()));
+                                }
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn pubsub_deliveries() {
+    let port = pubsub_server();
+    let (code, v) = run(
+        port,
+        &[
+            "--mode",
+            "pubsub",
+            "--conns",
+            "5",
+            "--publishers",
+            "1",
+            "--rate",
+            "200",
+            "--size",
+            "40",
+        ],
+    );
+    assert_clean(code, &v);
+    // Every publish reaches the 5 subscribers and the publisher itself.
+    let fanout = v["fanout"].as_f64().unwrap();
+    assert!((5.0..=7.0).contains(&fanout), "{v:#}");
+    assert!(v["latency_us"]["count"].as_u64().unwrap() > 0);
+}

@@ -82,10 +82,11 @@ pub enum Event<'a> {
     Text(&'a str),
     /// A complete binary message.
     Binary(&'a [u8]),
-    /// A ping; the pong is already queued.
+    /// A ping; the pong is already queued. Every ping is answered (none are coalesced).
     Ping(&'a [u8]),
     Pong(&'a [u8]),
-    /// The peer's close frame; our answer (echoing the code) is already queued. `code` None = no status sent (1005).
+    /// The peer's close frame; our answer (echoing the code; 1000 for an empty close) is already queued, unless we had
+    /// sent or queued our own close first. `code` None = no status sent (1005). No event follows this one.
     Close {
         code: Option<CloseCode>,
         reason: &'a str,
