@@ -1,43 +1,35 @@
-//! Runs the `loadtest` binary briefly against a small in-test echo server (tungstenite, one thread per connection, on an
-//! ephemeral loopback port) and checks that every echo was verified and something was measured. Never a speed bar.
+//! Runs the `loadtest` binary briefly against the real ringws server (the demo app: `/echo`, `/chat`), started
+//! in-process on an ephemeral loopback port, and checks that every echo was verified and something was measured.
+//! Never a speed bar.
 
 use std::net::TcpListener;
 use std::process::Command;
-use std::thread;
+use std::sync::OnceLock;
 
-use tungstenite::Message;
+use ringws::app::DemoApp;
+use ringws::server::{Config, Server, ServerHandle};
 
-/// Start an echo server; returns its port. Threads live until the process exits.
-fn echo_server() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                loop {
-                    match ws.read() {
-                        Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
-                            if ws.send(m).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-    });
-    port
+/// The ringws server shared by the tests of this file; returns its port.
+fn server() -> u16 {
+    static SERVER: OnceLock<ServerHandle> = OnceLock::new();
+    SERVER
+        .get_or_init(|| {
+            let mut c = Config::default();
+            c.bind = "127.0.0.1:0".parse().unwrap();
+            c.workers = 2;
+            c.pin_workers = false;
+            Server::new(c, DemoApp::new()).unwrap().start().unwrap()
+        })
+        .local_addr()
+        .port()
 }
 
 fn run(port: u16, extra: &[&str]) -> (i32, serde_json::Value) {
-    let url = format!("ws://127.0.0.1:{port}/echo");
+    run_path(port, "/echo", extra)
+}
+
+fn run_path(port: u16, path: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let url = format!("ws://127.0.0.1:{port}{path}");
     let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args([
             "--url",
@@ -70,7 +62,7 @@ fn assert_clean(code: i32, v: &serde_json::Value) {
 
 #[test]
 fn echo_text_and_binary() {
-    let port = echo_server();
+    let port = server();
     let (code, v) = run(port, &["--conns", "8", "--size", "20"]);
     assert_clean(code, &v);
     assert_eq!(v["connected"], 8);
@@ -95,7 +87,7 @@ fn echo_text_and_binary() {
 
 #[test]
 fn flood_and_rate() {
-    let port = echo_server();
+    let port = server();
     let (code, v) = run(port, &["--mode", "flood", "--conns", "4", "--size", "200"]);
     assert_clean(code, &v);
     let (code, v) = run(
@@ -133,62 +125,12 @@ fn refuses_non_loopback() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
 
-/// A minimal topic server: a text containing `"join"` subscribes the connection; any other text is delivered to every
-/// subscriber (the sender included), wrapped like the ringws chat does.
-fn pubsub_server() -> u16 {
-    use std::sync::{Arc, Mutex};
-    use tungstenite::protocol::Role;
-    use tungstenite::WebSocket;
-    type Members = Arc<Mutex<Vec<WebSocket<std::net::TcpStream>>>>;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let members: Members = Arc::new(Mutex::new(Vec::new()));
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let members = members.clone();
-            thread::spawn(move || {
-                let _ = stream.set_nodelay(true);
-                let Ok(writer) = stream.try_clone() else {
-                    return;
-                };
-                let Ok(mut ws) = tungstenite::accept(stream) else {
-                    return;
-                };
-                let mut writer = Some(WebSocket::from_raw_socket(writer, Role::Server, None));
-                loop {
-                    match ws.read() {
-                        Ok(Message::Text(t)) => {
-                            if t.contains("\"join\"") {
-                                if let Some(w) = writer.take() {
-                                    members.lock().unwrap().push(w);
-                                }
-                            } else {
-                                let out = format!(
-                                    "{{\"type\":\"message\",\"room\":\"bench\",\"in\":{}}}",
-                                    t.as_str()
-                                );
-                                let mut m = members.lock().unwrap();
-                                for w in m.iter_mut() {
-                                    let _ = w.send(Message::text(out.clone()));
-                                }
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(_) => return,
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 #[test]
 fn pubsub_deliveries() {
-    let port = pubsub_server();
-    let (code, v) = run(
+    let port = server();
+    let (code, v) = run_path(
         port,
+        "/chat",
         &[
             "--mode",
             "pubsub",
@@ -203,7 +145,7 @@ fn pubsub_deliveries() {
         ],
     );
     assert_clean(code, &v);
-    // Every publish reaches the 5 subscribers and the publisher itself.
+    // Every publish reaches the 5 subscribers and the publisher itself (it joins the room too).
     let fanout = v["fanout"].as_f64().unwrap();
     assert!((5.0..=7.0).contains(&fanout), "{v:#}");
     assert!(v["latency_us"]["count"].as_u64().unwrap() > 0);
