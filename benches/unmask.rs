@@ -75,7 +75,7 @@ struct Ring {
 impl Ring {
     fn new(size: usize, off: usize) -> Self {
         let count = (16384 / size).clamp(1, 64);
-        let stride = (size + off + 63) / 64 * 64 + 64;
+        let stride = (size + off).div_ceil(64) * 64 + 64;
         let mem: Vec<u8> = (0..stride * count + 64).map(|i| i as u8).collect();
         let base = mem.as_ptr().align_offset(64);
         let starts = (0..count).map(|i| base + i * stride + off).collect();
