@@ -73,7 +73,8 @@ macro_rules! vector_kernel {
     };
 }
 
-/// Below 16 bytes: overlapping words (no feature needed). Same signature as the vector kernels.
+/// Below 16 bytes: overlapping words. Same signature as the vector kernels so it can be the SSE2 kernel's `narrower`.
+// SAFETY: no precondition (safe code inside); `unsafe` only to match the kernels' signature.
 #[inline(always)]
 unsafe fn small(k: [u8; 4], buf: &mut [u8]) {
     mask_small(k, buf)
