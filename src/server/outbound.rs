@@ -24,9 +24,13 @@ pub enum SendStatus {
 
 /// Most iovecs in one `sendmsg`.
 pub(crate) const MAX_IOV: usize = 64;
-/// Owned tail buffers start at this capacity; larger ones are not returned to the pool.
-const POOL_BUF_CAP: usize = 16 << 10;
-const POOL_MAX: usize = 1024;
+/// Pooled send buffers come in two sizes: small ones collect many small frames corked in one turn; large ones hold
+/// a big message (up to 64 KiB) without a fresh allocation per message. Bigger messages get an exact allocation.
+const SMALL_CAP: usize = 4 << 10;
+const LARGE_CAP: usize = 64 << 10;
+/// Buffers kept per class (bounds the memory the pool can hold: 1024 x 4 KiB + 64 x 64 KiB).
+const SMALL_MAX: usize = 1024;
+const LARGE_MAX: usize = 64;
 
 #[derive(Debug)]
 enum Seg {
@@ -106,25 +110,35 @@ impl SegQueue {
 /// Per-worker pool of owned send buffers, so idle connections hold none and busy ones do not allocate per message.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
-    free: Vec<Vec<u8>>,
+    small: Vec<Vec<u8>>,
+    large: Vec<Vec<u8>>,
 }
 
 impl BufPool {
     #[inline]
     fn take(&mut self, need: usize) -> Vec<u8> {
-        if need <= POOL_BUF_CAP {
-            if let Some(v) = self.free.pop() {
-                return v;
-            }
-            return Vec::with_capacity(POOL_BUF_CAP);
+        if need <= SMALL_CAP {
+            self.small
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(SMALL_CAP))
+        } else if need <= LARGE_CAP {
+            self.large
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(LARGE_CAP))
+        } else {
+            Vec::with_capacity(need)
         }
-        Vec::with_capacity(need)
     }
     #[inline]
     fn give(&mut self, mut v: Vec<u8>) {
-        if v.capacity() == POOL_BUF_CAP && self.free.len() < POOL_MAX {
+        let (list, max) = match v.capacity() {
+            SMALL_CAP => (&mut self.small, SMALL_MAX),
+            LARGE_CAP => (&mut self.large, LARGE_MAX),
+            _ => return,
+        };
+        if list.len() < max {
             v.clear();
-            self.free.push(v);
+            list.push(v);
         }
     }
 }
