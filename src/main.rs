@@ -33,7 +33,7 @@ struct Args {
     /// Outbound bytes a connection may have queued.
     #[arg(long, env = "RINGWS_MAX_BACKPRESSURE", default_value_t = 1 << 20)]
     max_backpressure: usize,
-    /// Seconds of silence before a ping; twice that closes the connection (0 = off).
+    /// Seconds of silence that close a connection (1001); a ping goes out at half of it (0 = off).
     #[arg(long, env = "RINGWS_IDLE_TIMEOUT", default_value_t = 60)]
     idle_timeout: u64,
     /// Seconds allowed for the HTTP request head to arrive.

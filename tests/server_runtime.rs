@@ -224,3 +224,44 @@ fn graceful_shutdown_closes_websockets_with_1001() {
         "listener closed"
     );
 }
+
+#[test]
+fn silent_connection_gets_a_ping_then_is_closed_at_the_idle_timeout() {
+    let mut c = config();
+    c.idle_timeout = Duration::from_secs(2);
+    let srv = start(c);
+    let a = srv.local_addr();
+    let mut s = ws_raw(a, "/echo");
+    let t = Instant::now();
+    // Silent for half the idle timeout: the server pings.
+    let (b0, p) = read_frame(&mut s);
+    assert_eq!(b0, 0x89, "a ping, got {b0:#x} {p:?}");
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "pinged too early: {:?}",
+        t.elapsed()
+    );
+    // No pong and no data: closed with 1001 once the whole idle timeout has passed.
+    assert_eq!(expect_close(&mut s), Some(1001));
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    assert!(metric(&metrics(&srv), "ringws_idle_closes_total") >= 1);
+}
+
+#[test]
+fn answering_pings_keeps_a_connection_alive() {
+    let mut c = config();
+    c.idle_timeout = Duration::from_secs(2);
+    let srv = start(c);
+    let mut s = ws_raw(srv.local_addr(), "/echo");
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        let (b0, p) = read_frame(&mut s);
+        assert_eq!(b0, 0x89, "only pings arrive while the client answers them");
+        s.write_all(&frame(true, 0xA, &p)).unwrap();
+    }
+    assert_echo(&mut s, b"still open after 2.5 idle timeouts");
+}

@@ -41,10 +41,10 @@ pub struct Config {
     pub slow_consumer: SlowConsumerPolicy,
     /// Largest HTTP request head; larger gets `431`. Default 8 KiB.
     pub max_request_size: usize,
-    /// Time allowed for the HTTP request head to arrive (slowloris guard). Default 10 s.
+    /// Time allowed for the HTTP request head to arrive (slowloris guard; checked once a second). Default 10 s.
     pub handshake_timeout: Duration,
-    /// A connection silent for this long gets a ping; silent for twice as long, it is closed (1001).
-    /// Zero disables. Default 60 s.
+    /// A WebSocket silent for half of this gets a ping; silent for all of it (no pong, no data), it is closed with
+    /// 1001. Zero disables. Checked once a second (whole seconds). Default 60 s.
     pub idle_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours. Default 5 s.
     pub close_timeout: Duration,

@@ -1166,48 +1166,38 @@ fn ws_read<H: Handler>(
     let topics = &mut conn.topics;
     let mut can_send = proto.can_send();
     let mut peer_close: Option<u16> = None;
-    let result = proto.handle_read(input, &mut |ev| match ev {
-        Event::Text(s) => {
-            local.c.messages_in += 1;
-            if local.close_request.is_none() {
-                let mut ws = WebSocket {
-                    id: conn_id(local.worker, slot, gen),
-                    slot,
-                    data: &mut *data,
-                    out: &mut *out,
-                    topics: &mut *topics,
-                    local: &mut *local,
-                    can_send,
-                };
-                h.message(&mut ws, Message::Text(s));
-                can_send = ws.can_send;
+    let result = proto.handle_read(input, &mut |ev| {
+        let msg = match ev {
+            Event::Text(s) => Message::Text(s),
+            Event::Binary(b) => Message::Binary(b),
+            Event::Ping(p) => {
+                // Answered here so the pong keeps its place among this read's replies.
+                if out.queued() == 0 {
+                    local.dirty.push(slot);
+                }
+                out.push_control(OpCode::Pong, p, &mut local.pool);
+                return;
             }
-        }
-        Event::Binary(b) => {
-            local.c.messages_in += 1;
-            if local.close_request.is_none() {
-                let mut ws = WebSocket {
-                    id: conn_id(local.worker, slot, gen),
-                    slot,
-                    data: &mut *data,
-                    out: &mut *out,
-                    topics: &mut *topics,
-                    local: &mut *local,
-                    can_send,
-                };
-                h.message(&mut ws, Message::Binary(b));
-                can_send = ws.can_send;
+            Event::Pong(_) => return,
+            Event::Close { code, .. } => {
+                peer_close = Some(code.unwrap_or(1005));
+                return;
             }
+        };
+        local.c.messages_in += 1;
+        if local.close_request.is_none() {
+            let mut ws = WebSocket {
+                id: conn_id(local.worker, slot, gen),
+                slot,
+                data: &mut *data,
+                out: &mut *out,
+                topics: &mut *topics,
+                local: &mut *local,
+                can_send,
+            };
+            h.message(&mut ws, msg);
+            can_send = ws.can_send;
         }
-        Event::Ping(p) => {
-            // Answered here so the pong keeps its place among this read's replies.
-            if out.queued() == 0 {
-                local.dirty.push(slot);
-            }
-            out.push_control(OpCode::Pong, p, &mut local.pool);
-        }
-        Event::Pong(_) => {}
-        Event::Close { code, .. } => peer_close = Some(code.unwrap_or(1005)),
     });
     if let Err(e) = result {
         local.c.protocol_errors += 1;
