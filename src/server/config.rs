@@ -167,14 +167,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_values_naming_the_field() {
-        let mut c = Config::default();
-        c.recv_buffers = 100;
+        let c = Config {
+            recv_buffers: 100,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "recv_buffers");
-        let mut c = Config::default();
-        c.max_frame_size = c.max_message_size + 1;
+        let c = Config {
+            max_frame_size: (16 << 20) + 1,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "max_frame_size");
-        let mut c = Config::default();
-        c.workers = 0;
+        let c = Config {
+            workers: 0,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "workers");
     }
 }

@@ -139,6 +139,8 @@ pub(crate) struct Worker<H: Handler> {
     limits: Limits,
     starved: Vec<u32>,
     cqes: Vec<(u64, i32, u32)>,
+    /// Boxed: a connection holds its iovecs by pointer while a sendmsg is in flight (stable address, small slot).
+    #[allow(clippy::vec_box)]
     iov_pool: Vec<Box<IoVecs>>,
     start: Instant,
     now: Instant,
