@@ -38,7 +38,6 @@
 //!   intended send time (corrected for coordinated omission), pubsub from the intended time embedded in the text.
 //!   CPU: getrusage of this process and /proc/PID/stat of `--server-pid`, both sampled at the window's edges.
 
-mod bufring;
 pub mod cli;
 pub mod frames;
 pub mod reactor;

@@ -191,7 +191,7 @@ struct Ctx {
     addr_len: libc::socklen_t,
     connect_ts: Box<types::Timespec>,
     /// Provided buffers for multishot receives (None: plain recv into per-connection buffers).
-    bufring: Option<crate::bufring::BufRing>,
+    bufring: Option<ringws::bufring::BufRing>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
     starved: Vec<u32>,
 }
@@ -317,7 +317,7 @@ pub fn run_thread(
         } else {
             4 << 10
         };
-        crate::bufring::BufRing::new(&ring, 512, size, BGID).ok()
+        ringws::bufring::BufRing::new(&ring.submitter(), 512, size as u32, BGID).ok()
     };
     let ct = plan.connect_timeout;
     let ctx = Ctx {
@@ -964,14 +964,23 @@ impl Reactor {
             self.conns[i].recv_armed = false;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
-            if res > 0 && matches!(self.conns[i].st, St::Open | St::Closing) {
-                let br = self.ctx.bufring.as_mut().expect("buffer ring");
-                // SAFETY: the kernel handed us `bid` with `res` bytes; it is ours until pushed back below, and the
-                // slice is not used after that.
-                let data = unsafe { &mut *br.buf(bid, res as usize) };
-                self.feed(i, data, now);
+            let br = self.ctx.bufring.as_mut().expect("buffer ring");
+            // Taken for every completion that carries bytes (it advances an incrementally consumed buffer).
+            let data = if res > 0 {
+                br.take(bid, res as usize).map(|d| d as *mut [u8])
+            } else {
+                None
+            };
+            if let (Some(data), St::Open | St::Closing) = (data, self.conns[i].st) {
+                // SAFETY: the bytes stay valid and untouched by the kernel until the buffer is released below; the
+                // slice is not used after that (the raw pointer only ends the borrow of `self.ctx`).
+                self.feed(i, unsafe { &mut *data }, now);
             }
-            self.ctx.bufring.as_mut().expect("buffer ring").push(bid);
+            self.ctx
+                .bufring
+                .as_mut()
+                .expect("buffer ring")
+                .release(bid, cqueue::buffer_more(flags));
         }
         let c = &self.conns[i];
         if !matches!(c.st, St::Open | St::Closing) {

@@ -3,10 +3,9 @@
 //! - [`config`]: the one config struct with limits and documented defaults.
 //! - [`handler`]: the application API (`Handler`, `WebSocket`, `Message`, `Upgrade`, `Response`).
 //! - `worker`: one pinned thread per core: its ring, connection slab, buffer ring, listener, timers, batching.
-//! - `outbound`: a connection's bounded outbound queue. `bufring`: the provided-buffer ring.
+//! - `outbound`: a connection's bounded outbound queue (receive buffers: [`crate::bufring`]).
 //! - `pubsub`: topic tables and cross-worker mailboxes. `stats`: counters and the Prometheus exposition.
 
-mod bufring;
 pub mod config;
 pub mod handler;
 mod outbound;

@@ -22,7 +22,6 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::bufring::BufRing;
 use super::config::SlowConsumerPolicy;
 use super::handler::{
     ConnId, Handler, Message, Response, ServerContext, Upgrade, UpgradeRequest, WebSocket,
@@ -31,6 +30,7 @@ use super::outbound::{BufPool, IoVecs, Outbound, Prepared, SendStatus, MAX_IOV};
 use super::pubsub::{Publish, TopicTable};
 use super::stats::Counters;
 use super::Shared;
+use crate::bufring::BufRing;
 use crate::handshake::{self, Request};
 use crate::proto::{Connection, Event, Limits, OpCode, Role, State};
 

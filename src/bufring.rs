@@ -19,7 +19,7 @@ use io_uring::Submitter;
 /// `IOU_PBUF_RING_INC` from the kernel uapi.
 const IOU_PBUF_RING_INC: u16 = 2;
 
-pub(crate) struct BufRing {
+pub struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_bytes: usize,
     mem: NonNull<u8>,
@@ -29,7 +29,9 @@ pub(crate) struct BufRing {
     /// Consumed bytes of each buffer (incremental mode).
     offsets: Box<[u32]>,
     tail: u16,
+    /// Whether the kernel consumes buffers incrementally (`IOU_PBUF_RING_INC`, Linux 6.12+).
     pub incremental: bool,
+    /// The buffer group id to pass to receives with buffer select.
     pub bgid: u16,
 }
 
