@@ -212,7 +212,7 @@ impl<'a, D> WebSocket<'a, D> {
             self.local.max_backpressure,
             &mut self.local.pool,
         );
-        self.local.note_send(self.slot, st, payload.len());
+        self.local.note_send(self.slot, st);
         st
     }
 
@@ -221,9 +221,8 @@ impl<'a, D> WebSocket<'a, D> {
         if !self.can_send {
             return SendStatus::Dropped;
         }
-        let len = frame.len();
         let st = self.out.push_shared(frame, self.local.max_backpressure);
-        self.local.note_send(self.slot, st, len);
+        self.local.note_send(self.slot, st);
         st
     }
 

@@ -105,7 +105,7 @@ pub(crate) struct Local {
 
 impl Local {
     #[inline]
-    pub fn note_send(&mut self, slot: u32, st: SendStatus, _len: usize) {
+    pub fn note_send(&mut self, slot: u32, st: SendStatus) {
         match st {
             SendStatus::Sent => {
                 self.c.messages_out += 1;
