@@ -3,53 +3,16 @@
 //!
 //! `taskset -c 1 cargo bench --bench handshake -- --measurement-time 2 --warm-up-time 1`
 //! (`RINGWS_BENCH_CLOCK=thread-cpu` measures thread CPU time instead of wall time, as in `benches/unmask.rs`)
-//! (needs a `[[bench]] name = "handshake" harness = false` entry in Cargo.toml)
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+mod common;
+
+use common::ThreadCpuTime;
+use criterion::measurement::Measurement;
 use criterion::{black_box, Criterion, Throughput};
 use ringws::handshake::{
     accept_key, parse_request, validate_upgrade, write_accept_response, ClientHandshake,
     DEFAULT_MAX_REQUEST_SIZE,
 };
-use std::time::Duration;
-
-/// The calling thread's CPU time as a criterion measurement (reported like wall time, in ns).
-pub struct ThreadCpuTime;
-
-fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-    fn start(&self) -> Duration {
-        thread_cpu_now()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu_now().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
-}
 
 /// What a current browser sends (14 header lines, ~560 bytes).
 const BROWSER_REQUEST: &[u8] = b"GET /chat?room=1 HTTP/1.1\r\n\

@@ -17,48 +17,12 @@
 //! - Measure pinned, e.g.
 //!   `taskset -c 1 cargo bench --bench unmask -- --measurement-time 2 --warm-up-time 1 'unmask/(125|4096|16384)/'`
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+mod common;
+
+use common::ThreadCpuTime;
+use criterion::measurement::Measurement;
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use ringws::mask::{apply_mask, kernels, Kernel};
-use std::time::Duration;
-
-/// The calling thread's CPU time as a criterion measurement (reported like wall time, in ns).
-pub struct ThreadCpuTime;
-
-fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID is supported on Linux.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-    fn start(&self) -> Duration {
-        thread_cpu_now()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu_now().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        static WALL: WallTime = WallTime;
-        WALL.formatter()
-    }
-}
 
 const SIZES: [usize; 7] = [16, 125, 1024, 4096, 16384, 65536, 1 << 20];
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
