@@ -4,9 +4,9 @@
 //! `taskset -c 1 cargo bench --bench handshake -- --measurement-time 2 --warm-up-time 1`
 //! (`RINGWS_BENCH_CLOCK=thread-cpu` measures thread CPU time instead of wall time, as in `benches/unmask.rs`)
 
+#[macro_use]
 mod common;
 
-use common::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{black_box, Criterion, Throughput};
 use ringws::handshake::{
@@ -69,16 +69,4 @@ fn bench_handshake<M: Measurement>(c: &mut Criterion<M>) {
     g.finish();
 }
 
-fn main() {
-    if std::env::var("RINGWS_BENCH_CLOCK").as_deref() == Ok("thread-cpu") {
-        let mut c = Criterion::default()
-            .with_measurement(ThreadCpuTime)
-            .configure_from_args();
-        bench_handshake(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = Criterion::default().configure_from_args();
-        bench_handshake(&mut c);
-        c.final_summary();
-    }
-}
+bench_main!(bench_handshake);

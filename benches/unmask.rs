@@ -17,9 +17,9 @@
 //! - Measure pinned, e.g.
 //!   `taskset -c 1 cargo bench --bench unmask -- --measurement-time 2 --warm-up-time 1 'unmask/(125|4096|16384)/'`
 
+#[macro_use]
 mod common;
 
-use common::ThreadCpuTime;
 use criterion::measurement::Measurement;
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};
 use ringws::mask::{apply_mask, kernels, Kernel};
@@ -101,16 +101,4 @@ fn bench_unmask<M: Measurement>(c: &mut Criterion<M>) {
     }
 }
 
-fn main() {
-    if std::env::var("RINGWS_BENCH_CLOCK").as_deref() == Ok("thread-cpu") {
-        let mut c = Criterion::default()
-            .with_measurement(ThreadCpuTime)
-            .configure_from_args();
-        bench_unmask(&mut c);
-        c.final_summary();
-    } else {
-        let mut c = Criterion::default().configure_from_args();
-        bench_unmask(&mut c);
-        c.final_summary();
-    }
-}
+bench_main!(bench_unmask);

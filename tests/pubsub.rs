@@ -61,7 +61,7 @@ fn subscribers_on_every_worker(srv: &ServerHandle, topic: &str) -> Vec<TcpStream
         let mut s = ws_raw(a, "/");
         subscribe(&mut s, topic);
         subs.push(s);
-        let m = srv.metrics_text();
+        let m = srv.context().metrics_text();
         let per: Vec<u64> = (0..2)
             .map(|w| {
                 m.lines()
@@ -172,10 +172,13 @@ fn slow_subscriber_drop_policy_drops_for_it_only_and_memory_stays_bounded() {
     subscribe(&mut good, "big");
     let mut publisher = ws_raw(a, "/");
     flood(&mut publisher, &mut good, 3000);
-    let m = srv.metrics_text();
+    let m = srv.context().metrics_text();
     assert!(metric(&m, "ringws_dropped_messages_total") > 0, "{m}");
     std::thread::sleep(Duration::from_millis(1100));
-    let queued = metric(&srv.metrics_text(), "ringws_outbound_queued_bytes");
+    let queued = metric(
+        &srv.context().metrics_text(),
+        "ringws_outbound_queued_bytes",
+    );
     assert!(queued <= (32 << 10) + 4096, "queued {queued}");
 }
 
@@ -191,7 +194,12 @@ fn slow_subscriber_close_policy_closes_it_with_1008() {
     subscribe(&mut good, "big");
     let mut publisher = ws_raw(a, "/");
     flood(&mut publisher, &mut good, 3000);
-    assert!(metric(&srv.metrics_text(), "ringws_slow_consumer_closes_total") >= 1);
+    assert!(
+        metric(
+            &srv.context().metrics_text(),
+            "ringws_slow_consumer_closes_total"
+        ) >= 1
+    );
     // Now read: what was queued, then the close frame with 1008.
     slow.set_nonblocking(false).unwrap();
     let t = Instant::now();

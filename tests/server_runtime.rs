@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use server_util::*;
 
 fn metrics(srv: &ringws::server::ServerHandle) -> String {
-    srv.metrics_text()
+    srv.context().metrics_text()
 }
 
 /// Poll `f` every 50 ms until it returns true or `within` passes.

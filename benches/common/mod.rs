@@ -41,3 +41,24 @@ impl Measurement for ThreadCpuTime {
         WALL.formatter()
     }
 }
+
+/// `fn main` for a bench: runs `$bench` with wall time, or with thread CPU time when
+/// `RINGWS_BENCH_CLOCK=thread-cpu`.
+#[macro_export]
+macro_rules! bench_main {
+    ($bench:ident) => {
+        fn main() {
+            if std::env::var("RINGWS_BENCH_CLOCK").as_deref() == Ok("thread-cpu") {
+                let mut c = criterion::Criterion::default()
+                    .with_measurement(common::ThreadCpuTime)
+                    .configure_from_args();
+                $bench(&mut c);
+                c.final_summary();
+            } else {
+                let mut c = criterion::Criterion::default().configure_from_args();
+                $bench(&mut c);
+                c.final_summary();
+            }
+        }
+    };
+}

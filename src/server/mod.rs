@@ -226,15 +226,11 @@ impl ServerHandle {
         }
         first
     }
-    pub fn stats(&self) -> StatsSnapshot {
-        self.shared.snapshot()
-    }
-    pub fn metrics_text(&self) -> String {
-        self.shared.metrics_text()
-    }
-    /// Publish to every subscriber of `topic` on every worker.
-    pub fn publish(&self, topic: &str, msg: Message<'_>) {
-        self.shared.publish_from_outside(topic, msg)
+    /// Stats, metrics and publishing from outside the workers (the same handle HTTP handlers get).
+    pub fn context(&self) -> ServerContext<'_> {
+        ServerContext {
+            shared: &self.shared,
+        }
     }
 }
 

@@ -34,6 +34,14 @@ pub fn tcp(addr: SocketAddr) -> TcpStream {
     s
 }
 
+/// The status code of an HTTP response text (0 if there is none).
+fn status_of(text: &str) -> u16 {
+    text.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Read an HTTP response head (and nothing after it); returns (status, head text).
 pub fn read_head(s: &mut TcpStream) -> (u16, String) {
     let mut buf = Vec::new();
@@ -50,12 +58,7 @@ pub fn read_head(s: &mut TcpStream) -> (u16, String) {
         }
     }
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    (status_of(&text), text)
 }
 
 /// Send a raw HTTP request and return (status, whole response as text) reading until the server closes.
@@ -65,12 +68,7 @@ pub fn http(addr: SocketAddr, req: &str) -> (u16, String) {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+    (status_of(&text), text)
 }
 
 pub fn get(addr: SocketAddr, path: &str) -> (u16, String) {
