@@ -108,9 +108,9 @@ impl<H: Handler> Server<H> {
         })
     }
 
-    /// Probe io_uring, bind one `SO_REUSEPORT` listener per worker, spawn the pinned workers.
+    /// Bind one `SO_REUSEPORT` listener per worker, spawn the pinned workers; each builds its own ring (no ring is
+    /// ever created on the caller's thread) and reports whether io_uring works before `start` returns.
     pub fn start(self) -> Result<ServerHandle, StartError> {
-        worker::probe_io_uring().map_err(StartError::IoUringUnavailable)?;
         let cfg = self.config;
         let mut listeners = Vec::with_capacity(cfg.workers);
         let mut addr = cfg.bind;
@@ -164,8 +164,9 @@ impl<H: Handler> Server<H> {
                             w
                         }
                         Err(e) => {
-                            let _ = ready.send(Err(io::Error::new(e.kind(), e.to_string())));
-                            return Err(e);
+                            let err = io::Error::other(e.to_string());
+                            let _ = ready.send(Err(e));
+                            return Err(err);
                         }
                     };
                     w.run()
@@ -185,7 +186,7 @@ impl<H: Handler> Server<H> {
                 Ok(Err(e)) => {
                     handle.shutdown();
                     let _ = handle.join_inner();
-                    return Err(StartError::Io(e));
+                    return Err(e);
                 }
                 Err(_) => break,
             }

@@ -151,32 +151,28 @@ pub(crate) struct Worker<H: Handler> {
     stopping: Option<Instant>,
 }
 
-/// Check that io_uring works here; explain why not otherwise.
-pub(crate) fn probe_io_uring() -> Result<(), String> {
-    match IoUring::new(8) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
-            let why = match e.raw_os_error() {
-                Some(libc::ENOSYS) => "the kernel has no io_uring (needs Linux 6.1+), or a seccomp filter blocks \
-                                       io_uring_setup (containers: run with a seccomp profile that allows io_uring)"
-                    .to_string(),
-                Some(libc::EPERM) => match sysctl.as_deref().map(str::trim) {
-                    Some(v) if v != "0" => format!(
-                        "kernel.io_uring_disabled = {v}; allow it with `sysctl -w kernel.io_uring_disabled=0` \
-                         (or 1 plus membership in kernel.io_uring_group)"
-                    ),
-                    _ => "permission denied by a seccomp filter or LSM; allow io_uring_setup for this process".into(),
-                },
-                Some(libc::ENOMEM) => {
-                    "not enough locked memory (RLIMIT_MEMLOCK); raise it with `ulimit -l unlimited` or in \
-                     /etc/security/limits.conf"
-                        .into()
-                }
-                _ => format!("io_uring_setup failed: {e}"),
-            };
-            Err(why)
-        }
+/// Why io_uring cannot be used here, and how to fix it, from the error of a failed ring setup.
+///
+/// There is no separate probe: a ring created and dropped on the caller's thread would make the kernel's ring-exit
+/// work signal that thread later (task work with `TWA_SIGNAL`), failing its timed blocking calls with `EINTR`. Each
+/// worker builds its own ring and explains a failure with this.
+pub(crate) fn explain_ring_error(e: &io::Error) -> String {
+    let sysctl = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel has no io_uring (needs Linux 6.1+), or a seccomp filter blocks \
+                               io_uring_setup (containers: run with a seccomp profile that allows io_uring)"
+            .to_string(),
+        Some(libc::EPERM) => match sysctl.as_deref().map(str::trim) {
+            Some(v) if v != "0" => format!(
+                "kernel.io_uring_disabled = {v}; allow it with `sysctl -w kernel.io_uring_disabled=0` \
+                 (or 1 plus membership in kernel.io_uring_group)"
+            ),
+            _ => "permission denied by a seccomp filter or LSM; allow io_uring_setup for this process".into(),
+        },
+        Some(libc::ENOMEM) => "not enough locked memory (RLIMIT_MEMLOCK); raise it with `ulimit -l unlimited` or in \
+                               /etc/security/limits.conf"
+            .into(),
+        _ => format!("io_uring_setup failed: {e}"),
     }
 }
 
@@ -245,10 +241,12 @@ impl<H: Handler> Worker<H> {
         handler: Arc<H>,
         listener: Socket,
         mailbox_rx: Receiver<Publish>,
-    ) -> io::Result<Self> {
+    ) -> Result<Self, super::StartError> {
         let cfg = &shared.config;
-        let ring = build_ring(cfg.ring_entries)?;
-        let bufs = BufRing::new(&ring.submitter(), cfg.recv_buffers, cfg.recv_buffer_size, 0)?;
+        let ring = build_ring(cfg.ring_entries)
+            .map_err(|e| super::StartError::IoUringUnavailable(explain_ring_error(&e)))?;
+        let bufs = BufRing::new(&ring.submitter(), cfg.recv_buffers, cfg.recv_buffer_size, 0)
+            .map_err(super::StartError::Io)?;
         let limits = Limits {
             max_message_size: cfg.max_message_size,
             max_frame_size: cfg.max_frame_size,
