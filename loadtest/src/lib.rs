@@ -24,7 +24,7 @@
 //!   So the client's cost per message is the loopback TCP floor that every server pays too: measured on this shared
 //!   2-core machine it is 0.8-1.1x the server's CPU per message (scripts/bench-peers.sh), not the 0.7x wanted.
 //! - **Frames.** Each connection has its own random masking key (from `getrandom`) and a precomputed masked frame
-//!   ([`frames::FrameTemplate`], built with `ringws::proto::frame::write_client_frame`); a message is a memcpy of the
+//!   ([`frames::FrameTemplate`], built with `ringws::proto::write_client_frame`); a message is a memcpy of the
 //!   template plus 16 masked hex digits of the connection's sequence number. Echoes are decoded by a
 //!   `ringws::proto::Connection` in `Role::Client` (RFC 6455 validation, UTF-8, fragments, pings, close handshake) and
 //!   every payload is compared in full against the expected sequence number and content. Measured cost of decode +
@@ -45,7 +45,7 @@ pub mod stats;
 
 // The WebSocket pieces come from the ringws library.
 pub(crate) use ringws::handshake as wshs;
-pub(crate) use ringws::proto::frame as wsframe;
+pub(crate) use ringws::proto as wsframe;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,21 +61,17 @@ extern "C" fn on_sigint(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::Relaxed);
 }
 
-/// Fail early, with a hint, where io_uring is not available.
+/// Fail early, with the driver's advice, where io_uring is not available. The probe ring lives on a short-lived
+/// thread of its own: a ring released on this thread would later interrupt its blocking calls (see `ringws::uring`).
 fn check_io_uring() -> Result<(), String> {
-    match io_uring::IoUring::new(8) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default();
-            Err(format!(
-                "io_uring is not available ({e}); kernel.io_uring_disabled = {disabled:?}. Needs Linux >= 6.0 with \
-                 io_uring enabled (sysctl kernel.io_uring_disabled=0), not blocked by seccomp (containers: \
-                 --security-opt seccomp=unconfined), and enough locked memory (ulimit -l)"
-            ))
-        }
-    }
+    std::thread::spawn(|| {
+        ringws::uring::Ring::new(8, 8)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })
+    .join()
+    .unwrap_or_else(|_| Err("io_uring probe panicked".into()))
+    .map_err(|advice| format!("io_uring is not available: {advice}"))
 }
 
 /// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.

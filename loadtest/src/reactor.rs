@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use ringws::uring::{cqueue, opcode, uring_types as types, Cqe, Ring, Sqe, SqeFlags};
 
 use crate::cli::{Mode, Target};
 use crate::frames::{self, FrameTemplate};
@@ -191,58 +191,31 @@ struct Ctx {
     addr_len: libc::socklen_t,
     connect_ts: Box<types::Timespec>,
     /// Provided buffers for multishot receives (None: plain recv into per-connection buffers).
-    bufring: Option<ringws::bufring::BufRing>,
+    /// Index of the provided-buffer ring in the reactor's `Ring` (None: plain receives into per-connection buffers).
+    bufring: Option<usize>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
     starved: Vec<u32>,
 }
 
 struct Reactor {
-    ring: IoUring,
+    ring: Ring,
     conns: Vec<Conn>,
     ctx: Ctx,
-    cqes: Vec<(u64, i32, u32)>,
+    cqes: Vec<Cqe>,
 }
 
-/// Push an SQE, submitting first if the queue is full.
-fn push(ring: &mut IoUring, e: &squeue::Entry) {
-    loop {
-        // SAFETY: every buffer and address referenced by our SQEs lives in a `Conn` or `Ctx` that outlives the ring's
-        // use of it: buffers are not moved or freed while their operation is in flight (send_busy / recv_armed), and
-        // the ring is dropped (cancelling everything) before the connections.
-        if unsafe { ring.submission().push(e) }.is_ok() {
-            return;
-        }
-        let _ = ring.submit();
-    }
+/// Push an SQE (the ring submits first if its queue is full).
+fn push(ring: &mut Ring, e: &Sqe) {
+    // SAFETY: every buffer and address referenced by our SQEs lives in a `Conn` or `Ctx` that outlives the ring's use
+    // of it: buffers are not moved or freed while their operation is in flight (send_busy / recv_armed), and the ring
+    // is dropped (cancelling everything) before the connections.
+    unsafe { ring.push(e) };
 }
 
-fn push2(ring: &mut IoUring, a: &squeue::Entry, b: &squeue::Entry) {
-    {
-        let sq = ring.submission();
-        if sq.capacity() - sq.len() < 2 {
-            drop(sq);
-            let _ = ring.submit();
-        }
-    }
-    // SAFETY: as in `push`; two free slots keep a linked pair in one submission.
-    unsafe {
-        let mut sq = ring.submission();
-        sq.push(a).expect("sq slot");
-        sq.push(b).expect("sq slot");
-    }
-}
-
-fn build_ring(entries: u32, cq: u32) -> std::io::Result<IoUring> {
-    let fast = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_coop_taskrun()
-        .setup_cqsize(cq)
-        .build(entries);
-    match fast {
-        Ok(r) => Ok(r),
-        Err(_) => IoUring::builder().setup_cqsize(cq).build(entries),
-    }
+/// Push a linked pair (an operation and its timeout) into one submission.
+fn push2(ring: &mut Ring, a: &Sqe, b: &Sqe) {
+    // SAFETY: as in `push`, for both entries.
+    unsafe { ring.push_pair(a, b) };
 }
 
 fn sockaddr(addr: std::net::SocketAddr) -> (Box<libc::sockaddr_storage>, libc::socklen_t) {
@@ -278,7 +251,7 @@ pub fn run_thread(
     let n = subs + pubs;
     let entries = 4096u32;
     let cq = ((2 * n + 256).next_power_of_two() as u32).clamp(8192, 65536);
-    let ring = build_ring(entries, cq)?;
+    let mut ring = Ring::new(entries, cq).map_err(|e| std::io::Error::other(e.to_string()))?;
 
     let mut keys = vec![0u8; 4 * n.max(1) + 16 * n.max(1)];
     getrandom::getrandom(&mut keys).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -317,7 +290,7 @@ pub fn run_thread(
         } else {
             4 << 10
         };
-        ringws::bufring::BufRing::new(&ring.submitter(), 512, size as u32, BGID).ok()
+        ring.add_buf_ring(512, size as u32, BGID).ok()
     };
     let ct = plan.connect_timeout;
     let ctx = Ctx {
@@ -547,41 +520,23 @@ impl Reactor {
         live.errors.store(s.error_total(), Relaxed);
     }
 
-    /// Submit everything queued and wait for at least one completion or `timeout`.
+    /// Submit everything queued and wait for at least one completion or `timeout` (EINTR-safe: see `Ring`).
     fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
-        let ts = types::Timespec::new()
-            .sec(timeout.as_secs())
-            .nsec(timeout.subsec_nanos());
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY)
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+        self.ring.submit_and_wait(timeout)
     }
 
     fn reap(&mut self, now: u64) {
         let mut cqes = std::mem::take(&mut self.cqes);
         loop {
-            cqes.clear();
-            {
-                let mut cq = self.ring.completion();
-                cq.sync();
-                for e in &mut cq {
-                    cqes.push((e.user_data(), e.result(), e.flags()));
-                }
-            }
-            if cqes.is_empty() {
+            if !self.ring.reap(&mut cqes) {
                 break;
             }
-            for &(u, res, flags) in &cqes {
+            for &Cqe {
+                user_data: u,
+                result: res,
+                flags,
+            } in &cqes
+            {
                 let i = (u >> 8) as usize;
                 match u & 0xff {
                     OP_CONNECT => self.on_connect(i, res, now),
@@ -591,9 +546,7 @@ impl Reactor {
                     _ => {} // link timeouts
                 }
             }
-            if let Some(br) = &self.ctx.bufring {
-                br.publish();
-            }
+            self.ring.publish_bufs();
         }
         self.cqes = cqes;
         // Buffers came back: re-arm the receives that ran out of them.
@@ -653,7 +606,7 @@ impl Reactor {
             self.ctx.addr_len,
         )
         .build()
-        .flags(squeue::Flags::IO_LINK)
+        .flags(SqeFlags::IO_LINK)
         .user_data(ud(i, OP_CONNECT));
         let lt = opcode::LinkTimeout::new(self.ctx.connect_ts.as_ref() as *const _)
             .build()
@@ -912,9 +865,9 @@ impl Reactor {
         if c.recv_armed || c.fd < 0 || !matches!(c.st, St::Handshaking | St::Open | St::Closing) {
             return;
         }
-        if let (Some(br), St::Open | St::Closing) = (&self.ctx.bufring, c.st) {
+        if let (Some(br), St::Open | St::Closing) = (self.ctx.bufring, c.st) {
             c.recv_armed = true;
-            let e = opcode::RecvMulti::new(types::Fd(c.fd), br.bgid)
+            let e = opcode::RecvMulti::new(types::Fd(c.fd), self.ring.bufs(br).bgid)
                 .build()
                 .user_data(ud(i, OP_RECV_MULTI));
             push(&mut self.ring, &e);
@@ -964,7 +917,7 @@ impl Reactor {
             self.conns[i].recv_armed = false;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
-            let br = self.ctx.bufring.as_mut().expect("buffer ring");
+            let br = self.ring.bufs(self.ctx.bufring.expect("buffer ring"));
             // Taken for every completion that carries bytes (it advances an incrementally consumed buffer).
             let data = if res > 0 {
                 br.take(bid, res as usize).map(|d| d as *mut [u8])
@@ -973,13 +926,11 @@ impl Reactor {
             };
             if let (Some(data), St::Open | St::Closing) = (data, self.conns[i].st) {
                 // SAFETY: the bytes stay valid and untouched by the kernel until the buffer is released below; the
-                // slice is not used after that (the raw pointer only ends the borrow of `self.ctx`).
+                // slice is not used after that (the raw pointer only ends the borrow of `self.ring`).
                 self.feed(i, unsafe { &mut *data }, now);
             }
-            self.ctx
-                .bufring
-                .as_mut()
-                .expect("buffer ring")
+            self.ring
+                .bufs(self.ctx.bufring.expect("buffer ring"))
                 .release(bid, cqueue::buffer_more(flags));
         }
         let c = &self.conns[i];

@@ -1,6 +1,7 @@
 //! The sans-IO RFC 6455 core: bytes in, events and bytes out, time passed in. Never touches a socket or a clock.
 //!
-//! - [`frame`]: frame header codec (decode is resumable; encode writes into caller buffers).
+//! - `frame`: the frame header codec (decode is resumable; encode writes into caller buffers); its functions are
+//!   re-exported here ([`decode_header`], [`encode_header`], [`write_frame`], [`write_client_frame`]).
 //! - [`connection`]: per-connection state machine: message assembly, UTF-8, control frames, close handshake, limits.
 //!
 //! Call order per read (see [`Connection`]): `handle_read(input, on_event)` -> `poll_transmit(out)` ->
@@ -13,9 +14,12 @@
 //! `size_of::<Connection>()` is 96 bytes.
 
 pub mod connection;
-pub mod frame;
+mod frame;
 
 pub use connection::{
     is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
 };
-pub use frame::{OpCode, MAX_HEADER_LEN};
+pub use frame::{
+    decode_header, encode_header, encode_header_rsv, write_client_frame, write_frame, FrameHeader,
+    HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};

@@ -2,14 +2,17 @@
 //! [`WebSocket`] handle they receive (send with explicit backpressure, close, topics), and plain HTTP responses.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::outbound::SendStatus;
-use super::worker::Local;
+use super::local::Local;
+use super::outbound::{Outbound, SendStatus};
+use super::pubsub::{Publish, Subscriptions};
+use super::shared::Shared;
 use crate::handshake::Request;
-use crate::proto::{frame, OpCode};
+use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
+
+pub use super::id::ConnId;
 
 pub use super::stats::StatsSnapshot;
 
@@ -116,7 +119,7 @@ impl Response {
 
 /// Server-wide facts for HTTP handlers (stats, publishing).
 pub struct ServerContext<'a> {
-    pub(crate) shared: &'a super::Shared,
+    pub(crate) shared: &'a Shared,
 }
 
 impl ServerContext<'_> {
@@ -130,17 +133,15 @@ impl ServerContext<'_> {
     }
     /// Publish to every subscriber of `topic` on every worker.
     pub fn publish(&self, topic: &str, msg: Message<'_>) {
-        self.shared.publish_from_outside(topic, msg)
+        self.shared
+            .hub
+            .publish_from_outside(topic, encode_frame(msg))
     }
     /// Subscribers of `topic` across all workers.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.shared.subscriber_count(topic)
+        self.shared.hub.subscriber_count(topic)
     }
 }
-
-/// A unique connection id (worker, slot, generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
 
 /// The application's behaviour. One instance serves every worker (`Sync`); per-connection state lives in `Data`.
 ///
@@ -178,16 +179,42 @@ pub trait Handler: Send + Sync + 'static {
 
 /// The handle a handler gets for one connection.
 pub struct WebSocket<'a, D> {
-    pub(crate) id: ConnId,
-    pub(crate) slot: u32,
-    pub(crate) data: &'a mut D,
-    pub(crate) out: &'a mut super::outbound::Outbound,
-    pub(crate) topics: &'a mut Vec<Arc<str>>,
-    pub(crate) local: &'a mut Local,
-    pub(crate) can_send: bool,
+    id: ConnId,
+    slot: u32,
+    data: &'a mut D,
+    out: &'a mut Outbound,
+    topics: &'a mut Subscriptions,
+    local: &'a mut Local,
+    can_send: bool,
 }
 
 impl<'a, D> WebSocket<'a, D> {
+    /// The handle for connection `slot` of `local`'s worker (built by the worker's session code only).
+    pub(crate) fn new(
+        local: &'a mut Local,
+        slot: u32,
+        gen: u32,
+        data: &'a mut D,
+        out: &'a mut Outbound,
+        topics: &'a mut Subscriptions,
+        can_send: bool,
+    ) -> Self {
+        WebSocket {
+            id: ConnId::new(local.worker, slot, gen),
+            slot,
+            data,
+            out,
+            topics,
+            local,
+            can_send,
+        }
+    }
+
+    /// Whether sends are still accepted (false once a close was requested or the peer closed).
+    pub(crate) fn can_send(&self) -> bool {
+        self.can_send
+    }
+
     pub fn id(&self) -> ConnId {
         self.id
     }
@@ -209,7 +236,7 @@ impl<'a, D> WebSocket<'a, D> {
         let st = self.out.push_frame(
             msg.opcode(),
             payload,
-            self.local.max_backpressure,
+            &self.local.backpressure,
             &mut self.local.pool,
         );
         self.local.note_send(self.slot, st);
@@ -221,7 +248,7 @@ impl<'a, D> WebSocket<'a, D> {
         if !self.can_send {
             return SendStatus::Dropped;
         }
-        let st = self.out.push_shared(frame, self.local.max_backpressure);
+        let st = self.out.push_shared(frame, &self.local.backpressure);
         self.local.note_send(self.slot, st);
         st
     }
@@ -234,24 +261,18 @@ impl<'a, D> WebSocket<'a, D> {
 
     /// Subscribe to `topic` (idempotent). Returns false if already subscribed.
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        if self.topics.iter().any(|t| &**t == topic) {
-            return false;
-        }
-        let t = self.local.topics.subscribe(topic, self.slot);
-        self.local.shared.counts.add(&t, 1);
-        self.topics.push(t);
-        true
+        let local = &mut *self.local;
+        local
+            .topics
+            .subscribe(&local.shared.hub, self.topics, topic, self.slot)
     }
 
     /// Unsubscribe from `topic`. Returns false if not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        let Some(i) = self.topics.iter().position(|t| &**t == topic) else {
-            return false;
-        };
-        let t = self.topics.swap_remove(i);
-        self.local.topics.unsubscribe(&t, self.slot);
-        self.local.shared.counts.add(&t, -1);
-        true
+        let local = &mut *self.local;
+        local
+            .topics
+            .unsubscribe(&local.shared.hub, self.topics, topic, self.slot)
     }
 
     /// Topics this connection is subscribed to.
@@ -262,21 +283,24 @@ impl<'a, D> WebSocket<'a, D> {
     /// Publish `msg` to every subscriber of `topic` on every worker, optionally excluding this connection.
     /// The frame is encoded once and shared by all subscribers. Per-topic order is preserved.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>, exclude_self: bool) {
-        let frame = encode_frame(msg);
-        let exclude = if exclude_self { Some(self.id) } else { None };
-        self.local.publish(topic, frame, exclude);
+        self.local.c.publishes += 1;
+        self.local.topics.publish(Publish {
+            topic: topic.into(),
+            frame: encode_frame(msg),
+            exclude: exclude_self.then_some(self.id),
+        });
     }
 
     /// Subscribers of `topic` across all workers (as of the last subscribe/unsubscribe on any worker).
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.local.shared.subscriber_count(topic)
+        self.local.shared.hub.subscriber_count(topic)
     }
 }
 
 /// Encode a complete unmasked server frame for `msg`, ready to share between connections.
 pub fn encode_frame(msg: Message<'_>) -> Bytes {
     let payload = msg.as_bytes();
-    let mut v = Vec::with_capacity(payload.len() + frame::MAX_HEADER_LEN);
-    frame::write_frame(&mut v, true, msg.opcode(), payload);
+    let mut v = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+    write_frame(&mut v, true, msg.opcode(), payload);
     Bytes::from(v)
 }

@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::proto::{frame, OpCode};
+use super::backpressure::Backpressure;
+use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
 
 /// What happened to a message given to `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,16 +163,16 @@ pub(crate) struct Outbound {
 
 impl Outbound {
     #[inline]
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued
     }
     #[inline]
-    pub fn in_flight(&self) -> bool {
+    pub(crate) fn in_flight(&self) -> bool {
         self.inflight_segs != 0
     }
     /// Whether a flush would send something.
     #[inline]
-    pub fn has_unsent(&self) -> bool {
+    pub(crate) fn has_unsent(&self) -> bool {
         self.queued != 0 && !self.in_flight()
     }
 
@@ -183,14 +184,9 @@ impl Outbound {
         }
     }
 
-    #[inline]
-    fn admits(&self, len: usize, max: usize) -> bool {
-        self.queued == 0 || self.queued + len <= max
-    }
-
     /// The owned tail buffer new bytes can be appended to (not in flight), with room for `need` more bytes.
     #[inline]
-    pub fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+    pub(crate) fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
         let tail_ok = self.segs.len() > self.inflight_segs as usize
             && matches!(self.segs.back(), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
         if !tail_ok {
@@ -202,23 +198,23 @@ impl Outbound {
         }
     }
 
-    /// Encode and queue a data frame (copying `payload`), subject to `max` queued bytes.
+    /// Encode and queue a data frame (copying `payload`), if the backpressure policy admits it.
     #[inline]
-    pub fn push_frame(
+    pub(crate) fn push_frame(
         &mut self,
         op: OpCode,
         payload: &[u8],
-        max: usize,
+        bp: &Backpressure,
         pool: &mut BufPool,
     ) -> SendStatus {
-        let len = payload.len() + frame::MAX_HEADER_LEN;
-        if !self.admits(len, max) {
+        let len = payload.len() + MAX_HEADER_LEN;
+        if !bp.admits(self.queued, len) {
             return SendStatus::Dropped;
         }
         let before = self.queued;
         let v = self.tail(len, pool);
         let start = v.len();
-        frame::write_frame(v, true, op, payload);
+        write_frame(v, true, op, payload);
         let added = v.len() - start;
         self.queued += added;
         self.status_for(before)
@@ -226,24 +222,29 @@ impl Outbound {
 
     /// Queue a control frame: never dropped (bounded by the protocol: <= 127 bytes each, and a peer that floods
     /// pings without reading is paused like any other).
-    pub fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
-        let v = self.tail(payload.len() + frame::MAX_HEADER_LEN, pool);
+    pub(crate) fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
+        let v = self.tail(payload.len() + MAX_HEADER_LEN, pool);
         let start = v.len();
-        frame::write_frame(v, true, op, payload);
+        write_frame(v, true, op, payload);
         self.queued += v.len() - start;
     }
 
     /// Append raw bytes through `f` (e.g. an HTTP response or the protocol core's pending control frames).
-    pub fn push_with(&mut self, hint: usize, pool: &mut BufPool, f: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn push_with(
+        &mut self,
+        hint: usize,
+        pool: &mut BufPool,
+        f: impl FnOnce(&mut Vec<u8>),
+    ) {
         let v = self.tail(hint, pool);
         let start = v.len();
         f(v);
         self.queued += v.len() - start;
     }
 
-    /// Queue a pre-encoded shared frame without copying, subject to `max` queued bytes.
-    pub fn push_shared(&mut self, frame: Bytes, max: usize) -> SendStatus {
-        if !self.admits(frame.len(), max) {
+    /// Queue a pre-encoded shared frame without copying, if the backpressure policy admits it.
+    pub(crate) fn push_shared(&mut self, frame: Bytes, bp: &Backpressure) -> SendStatus {
+        if !bp.admits(self.queued, frame.len()) {
             return SendStatus::Dropped;
         }
         let before = self.queued;
@@ -254,7 +255,7 @@ impl Outbound {
 
     /// Describe the next send: `Single(ptr, len)` for one segment, or fill `iov` and return `Vectored(n)`.
     /// Marks the segments in flight. Call only when `has_unsent()`.
-    pub fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> Prepared {
+    pub(crate) fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> Prepared {
         debug_assert!(self.has_unsent());
         // Drop empty owned tails (a pooled buffer nothing was written to).
         while let Some(Seg::Owned(v)) = self.segs.back() {
@@ -285,7 +286,7 @@ impl Outbound {
     }
 
     /// The send in flight completed having written `written` bytes. Fully written segments are released.
-    pub fn complete_send(&mut self, mut written: usize, pool: &mut BufPool) {
+    pub(crate) fn complete_send(&mut self, mut written: usize, pool: &mut BufPool) {
         self.inflight_segs = 0;
         self.queued -= written.min(self.queued);
         while written > 0 {
@@ -307,7 +308,7 @@ impl Outbound {
     }
 
     /// The send in flight failed or was abandoned: nothing more will be sent.
-    pub fn abandon(&mut self, pool: &mut BufPool) {
+    pub(crate) fn abandon(&mut self, pool: &mut BufPool) {
         self.inflight_segs = 0;
         self.queued = 0;
         self.head_off = 0;
@@ -319,7 +320,7 @@ impl Outbound {
     }
 
     /// Release the queue's own allocation when idle (called by the periodic sweep).
-    pub fn shrink_if_idle(&mut self) {
+    pub(crate) fn shrink_if_idle(&mut self) {
         self.segs.shrink();
     }
 }
@@ -365,16 +366,24 @@ mod tests {
         let mut pool = BufPool::default();
         let mut o = Outbound::default();
         assert_eq!(
-            o.push_frame(OpCode::Text, b"one", 1 << 20, &mut pool),
+            o.push_frame(OpCode::Text, b"one", &Backpressure::new(1 << 20), &mut pool),
             SendStatus::Sent
         );
         assert_eq!(
-            o.push_shared(Bytes::from_static(b"\x81\x03two"), 1 << 20),
+            o.push_shared(
+                Bytes::from_static(b"\x81\x03two"),
+                &Backpressure::new(1 << 20)
+            ),
             SendStatus::Buffered
         );
         o.push_control(OpCode::Pong, b"", &mut pool);
         assert_eq!(
-            o.push_frame(OpCode::Binary, b"three", 1 << 20, &mut pool),
+            o.push_frame(
+                OpCode::Binary,
+                b"three",
+                &Backpressure::new(1 << 20),
+                &mut pool
+            ),
             SendStatus::Buffered
         );
         let expect = [
@@ -393,7 +402,7 @@ mod tests {
     fn bytes_queued_while_in_flight_go_after_the_in_flight_ones() {
         let mut pool = BufPool::default();
         let mut o = Outbound::default();
-        o.push_frame(OpCode::Text, b"a", 1 << 20, &mut pool);
+        o.push_frame(OpCode::Text, b"a", &Backpressure::new(1 << 20), &mut pool);
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -402,7 +411,7 @@ mod tests {
             panic!("one segment")
         };
         assert!(!o.has_unsent());
-        o.push_frame(OpCode::Text, b"b", 1 << 20, &mut pool);
+        o.push_frame(OpCode::Text, b"b", &Backpressure::new(1 << 20), &mut pool);
         // The in-flight bytes were not touched by the second push.
         // SAFETY: p/n describe the in-flight segment, alive until complete_send.
         assert_eq!(unsafe { std::slice::from_raw_parts(p, n) }, b"\x81\x01a");
@@ -416,15 +425,15 @@ mod tests {
         let mut o = Outbound::default();
         let big = vec![0u8; 5000];
         assert_eq!(
-            o.push_frame(OpCode::Binary, &big, 4096, &mut pool),
+            o.push_frame(OpCode::Binary, &big, &Backpressure::new(4096), &mut pool),
             SendStatus::Sent
         );
         assert_eq!(
-            o.push_frame(OpCode::Binary, b"x", 4096, &mut pool),
+            o.push_frame(OpCode::Binary, b"x", &Backpressure::new(4096), &mut pool),
             SendStatus::Dropped
         );
         assert_eq!(
-            o.push_shared(Bytes::from_static(b"\x82\x00"), 4096),
+            o.push_shared(Bytes::from_static(b"\x82\x00"), &Backpressure::new(4096)),
             SendStatus::Dropped
         );
         // Control frames are never dropped.

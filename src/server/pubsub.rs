@@ -1,7 +1,14 @@
-//! Topics. Each worker keeps its own table of local subscribers; a publish reaches them directly and reaches the
-//! other workers through their bounded mailboxes (woken by an eventfd the target ring reads). The frame is encoded
-//! once and shared (`Bytes`) by every subscriber's queue. Order per topic is kept for each subscriber: a worker
-//! delivers local publishes in call order and drains its mailbox (FIFO) in order.
+//! Pub/sub, in one place. Topics are per worker; a publish reaches local subscribers directly and the other
+//! workers through their bounded mailboxes (woken by an eventfd their rings read). The frame is encoded once and
+//! shared (`Bytes`) by every subscriber's queue. Order per topic is kept for each subscriber: a worker delivers its
+//! local publishes in call order and drains its mailbox (FIFO) in order.
+//!
+//! - [`Hub`] (process-wide, in `Shared`): the mailboxes, forwarding, publishes from outside the workers, and the
+//!   global subscriber counts.
+//! - [`Topics`] (one per worker, in `Local`): the local topic table, subscribe / unsubscribe / unsubscribe-all for a
+//!   connection's [`Subscriptions`], and the publishes made during the current callback.
+//! - Handing one frame to one subscriber (backpressure, the slow-consumer policy) is the WebSocket session's job
+//!   (`worker/session.rs`); the worker's loop calls it for each slot [`Topics::subscribers`] names.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -11,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
-use super::handler::ConnId;
+use super::id::ConnId;
 
 /// One publish on its way to subscribers.
 #[derive(Debug, Clone)]
@@ -21,27 +28,173 @@ pub(crate) struct Publish {
     pub exclude: Option<ConnId>,
 }
 
+/// The topics one connection is subscribed to (interned names shared with the worker's table).
+pub(crate) type Subscriptions = Vec<Arc<str>>;
+
+/// The process-wide half of pub/sub.
+pub(crate) struct Hub {
+    mailboxes: Vec<Mailbox>,
+    counts: TopicCounts,
+}
+
+impl Hub {
+    /// One mailbox of `capacity` publishes per worker; the receivers go to the workers, in order.
+    pub(crate) fn new(
+        workers: usize,
+        capacity: usize,
+    ) -> std::io::Result<(Hub, Vec<Receiver<Publish>>)> {
+        let mut mailboxes = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (m, rx) = Mailbox::new(capacity)?;
+            mailboxes.push(m);
+            receivers.push(rx);
+        }
+        Ok((
+            Hub {
+                mailboxes,
+                counts: TopicCounts::default(),
+            },
+            receivers,
+        ))
+    }
+
+    /// The eventfd worker `w`'s ring reads to learn that its mailbox has publishes.
+    pub(crate) fn eventfd(&self, w: usize) -> i32 {
+        self.mailboxes[w].eventfd()
+    }
+
+    /// Worker `w` is about to drain its mailbox: later publishes wake it again.
+    pub(crate) fn clear_notified(&self, w: usize) {
+        self.mailboxes[w].clear_notified();
+    }
+
+    /// Wake every worker (shutdown).
+    pub(crate) fn wake_all(&self) {
+        for m in &self.mailboxes {
+            m.wake();
+        }
+    }
+
+    /// Hand a publish made on worker `from` to every other worker. Returns how many mailboxes were full (dropped).
+    pub(crate) fn forward(&self, from: usize, p: &Publish) -> u64 {
+        let mut dropped = 0;
+        for (i, m) in self.mailboxes.iter().enumerate() {
+            if i != from && !m.send(p.clone()) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// A publish from outside the workers (an HTTP handler, the application's own thread) to every worker.
+    /// A full mailbox drops it for that worker.
+    pub(crate) fn publish_from_outside(&self, topic: &str, frame: Bytes) {
+        let p = Publish {
+            topic: Arc::from(topic),
+            frame,
+            exclude: None,
+        };
+        for m in &self.mailboxes {
+            let _ = m.send(p.clone());
+        }
+    }
+
+    /// Subscribers of `topic` across all workers.
+    pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
+        self.counts.get(topic)
+    }
+}
+
+/// A worker's half of pub/sub.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    table: TopicTable,
+    pending: Vec<Publish>,
+}
+
+impl Topics {
+    /// Subscribe connection `slot` (whose list is `subs`) to `topic`. False if it already was.
+    pub(crate) fn subscribe(
+        &mut self,
+        hub: &Hub,
+        subs: &mut Subscriptions,
+        topic: &str,
+        slot: u32,
+    ) -> bool {
+        if subs.iter().any(|t| &**t == topic) {
+            return false;
+        }
+        let t = self.table.add(topic, slot);
+        hub.counts.add(&t, 1);
+        subs.push(t);
+        true
+    }
+
+    /// Unsubscribe connection `slot` from `topic`. False if it was not subscribed.
+    pub(crate) fn unsubscribe(
+        &mut self,
+        hub: &Hub,
+        subs: &mut Subscriptions,
+        topic: &str,
+        slot: u32,
+    ) -> bool {
+        let Some(i) = subs.iter().position(|t| &**t == topic) else {
+            return false;
+        };
+        let t = subs.swap_remove(i);
+        self.table.remove(&t, slot);
+        hub.counts.add(&t, -1);
+        true
+    }
+
+    /// The connection is going away: drop every subscription it holds.
+    pub(crate) fn unsubscribe_all(&mut self, hub: &Hub, subs: &mut Subscriptions, slot: u32) {
+        for t in subs.drain(..) {
+            self.table.remove(&t, slot);
+            hub.counts.add(&t, -1);
+        }
+        *subs = Vec::new();
+    }
+
+    /// Queue a publish made during a callback; the worker delivers it when the callback returns.
+    pub(crate) fn publish(&mut self, p: Publish) {
+        self.pending.push(p);
+    }
+
+    /// The publishes queued since the last call (in call order).
+    pub(crate) fn take_pending(&mut self) -> Vec<Publish> {
+        std::mem::take(&mut self.pending)
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Local subscriber slots of `topic`.
+    pub(crate) fn subscribers(&self, topic: &str) -> &[u32] {
+        self.table.subscribers(topic)
+    }
+}
+
 /// A worker's local subscribers: topic -> connection slots.
 #[derive(Debug, Default)]
-pub(crate) struct TopicTable {
+struct TopicTable {
     map: HashMap<Arc<str>, Vec<u32>>,
 }
 
 impl TopicTable {
     /// Add `slot` to `topic`; returns the interned topic name for the connection's own list.
-    pub fn subscribe(&mut self, topic: &str, slot: u32) -> Arc<str> {
-        if let Some(k) = self.map.get_key_value(topic).map(|(k, _)| k.clone()) {
-            if let Some(v) = self.map.get_mut(topic) {
-                v.push(slot);
-            }
-            return k;
-        }
-        let k: Arc<str> = Arc::from(topic);
-        self.map.insert(k.clone(), vec![slot]);
+    fn add(&mut self, topic: &str, slot: u32) -> Arc<str> {
+        let k: Arc<str> = match self.map.get_key_value(topic) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(topic),
+        };
+        self.map.entry(k.clone()).or_default().push(slot);
         k
     }
 
-    pub fn unsubscribe(&mut self, topic: &Arc<str>, slot: u32) {
+    fn remove(&mut self, topic: &Arc<str>, slot: u32) {
         if let Some(v) = self.map.get_mut(&**topic) {
             if let Some(i) = v.iter().position(|&s| s == slot) {
                 v.swap_remove(i);
@@ -52,20 +205,20 @@ impl TopicTable {
         }
     }
 
-    pub fn subscribers(&self, topic: &str) -> &[u32] {
+    fn subscribers(&self, topic: &str) -> &[u32] {
         self.map.get(topic).map(|v| &v[..]).unwrap_or(&[])
     }
 }
 
 /// A worker's inbox for publishes made elsewhere.
-pub(crate) struct Mailbox {
+struct Mailbox {
     tx: SyncSender<Publish>,
     efd: OwnedFd,
     notified: AtomicBool,
 }
 
 impl Mailbox {
-    pub fn new(capacity: usize) -> std::io::Result<(Mailbox, Receiver<Publish>)> {
+    fn new(capacity: usize) -> std::io::Result<(Mailbox, Receiver<Publish>)> {
         // SAFETY: eventfd has no pointer arguments; the result is checked before use.
         let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if fd < 0 {
@@ -84,12 +237,12 @@ impl Mailbox {
         ))
     }
 
-    pub fn eventfd(&self) -> i32 {
+    fn eventfd(&self) -> i32 {
         self.efd.as_raw_fd()
     }
 
     /// Queue a publish; false if the mailbox is full (the caller counts the drop).
-    pub fn send(&self, p: Publish) -> bool {
+    fn send(&self, p: Publish) -> bool {
         match self.tx.try_send(p) {
             Ok(()) => {
                 self.wake();
@@ -100,7 +253,7 @@ impl Mailbox {
     }
 
     /// Wake the worker (once until it clears the flag).
-    pub fn wake(&self) {
+    fn wake(&self) {
         if !self.notified.swap(true, Ordering::AcqRel) {
             let one: u64 = 1;
             // SAFETY: writes 8 bytes from a live u64 to our eventfd.
@@ -108,20 +261,19 @@ impl Mailbox {
         }
     }
 
-    /// Called by the owning worker before draining: later sends wake it again.
-    pub fn clear_notified(&self) {
+    fn clear_notified(&self) {
         self.notified.store(false, Ordering::Release);
     }
 }
 
 /// Global subscriber counts per topic (updated on subscribe/unsubscribe, never on publish).
 #[derive(Debug, Default)]
-pub(crate) struct TopicCounts {
+struct TopicCounts {
     map: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl TopicCounts {
-    pub fn add(&self, topic: &Arc<str>, delta: isize) {
+    fn add(&self, topic: &Arc<str>, delta: isize) {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let c = m.entry(topic.clone()).or_insert(0);
         *c = (*c as isize + delta).max(0) as usize;
@@ -129,12 +281,54 @@ impl TopicCounts {
             m.remove(&**topic);
         }
     }
-    pub fn get(&self, topic: &str) -> usize {
+    fn get(&self, topic: &str) -> usize {
         self.map
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(topic)
             .copied()
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_keep_table_and_counts_in_step() {
+        let (hub, _rx) = Hub::new(1, 4).unwrap();
+        let mut t = Topics::default();
+        let (mut a, mut b) = (Subscriptions::new(), Subscriptions::new());
+        assert!(t.subscribe(&hub, &mut a, "room", 1));
+        assert!(!t.subscribe(&hub, &mut a, "room", 1), "idempotent");
+        assert!(t.subscribe(&hub, &mut b, "room", 2));
+        assert_eq!(t.subscribers("room"), &[1, 2]);
+        assert_eq!(hub.subscriber_count("room"), 2);
+        assert!(t.unsubscribe(&hub, &mut a, "room", 1));
+        assert!(!t.unsubscribe(&hub, &mut a, "room", 1));
+        t.unsubscribe_all(&hub, &mut b, 2);
+        assert!(t.subscribers("room").is_empty() && b.is_empty());
+        assert_eq!(hub.subscriber_count("room"), 0);
+    }
+
+    #[test]
+    fn forward_skips_the_sender_and_counts_full_mailboxes() {
+        let (hub, rx) = Hub::new(3, 1).unwrap();
+        let p = Publish {
+            topic: Arc::from("t"),
+            frame: Bytes::from_static(b"x"),
+            exclude: None,
+        };
+        assert_eq!(hub.forward(0, &p), 0);
+        assert!(rx[0].try_recv().is_err(), "not to itself");
+        assert!(rx[1].try_recv().is_ok() && rx[2].try_recv().is_ok());
+        assert_eq!(hub.forward(0, &p), 0);
+        assert!(rx[1].try_recv().is_ok(), "worker 1 drained its mailbox");
+        assert_eq!(
+            hub.forward(0, &p),
+            1,
+            "worker 2's mailbox (capacity 1) is still full"
+        );
     }
 }

@@ -15,10 +15,10 @@ macro_rules! counters {
         pub(crate) struct WorkerStats { $( $field: AtomicU64, )* }
 
         impl WorkerStats {
-            pub fn store(&self, c: &Counters) {
+            pub(crate) fn store(&self, c: &Counters) {
                 $( self.$field.store(c.$field, Ordering::Relaxed); )*
             }
-            pub fn load(&self) -> Counters {
+            pub(crate) fn load(&self) -> Counters {
                 Counters { $( $field: self.$field.load(Ordering::Relaxed), )* }
             }
         }

@@ -12,14 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::handshake::Request;
-use crate::server::{
+use ringws::handshake::Request;
+use ringws::server::{
     ConnId, Handler, Message, Response, ServerContext, Upgrade, UpgradeRequest, WebSocket,
 };
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
-}
+/// The page's files: (URL path, bytes). The binary embeds `static/` (see `build.rs`).
+pub type Assets = &'static [(&'static str, &'static [u8])];
 
 /// Longest chat name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -37,19 +36,34 @@ pub enum Route {
 }
 
 pub struct ChatUser {
+    /// The guest number: unique in this process, shown to the user as its id.
+    pub id: u64,
     pub name: String,
     pub rooms: Vec<String>,
 }
 
 /// The demo application.
-#[derive(Default)]
 pub struct DemoApp {
     next_guest: AtomicU64,
+    assets: Assets,
 }
 
 impl DemoApp {
-    pub fn new() -> Self {
-        Self::default()
+    /// The demo serving `assets` as its page.
+    pub fn new(assets: Assets) -> Self {
+        DemoApp {
+            next_guest: AtomicU64::new(0),
+            assets,
+        }
+    }
+
+    /// One of the page's files (`/` means `/index.html`).
+    fn static_file(&self, path: &str) -> Option<&'static [u8]> {
+        let path = if path == "/" { "/index.html" } else { path };
+        self.assets
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, b)| *b)
     }
 }
 
@@ -76,15 +90,6 @@ fn content_type(path: &str) -> &'static str {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
-}
-
-/// A file embedded from `static/` (`/` means `/index.html`).
-pub fn static_file(path: &str) -> Option<&'static [u8]> {
-    let path = if path == "/" { "/index.html" } else { path };
-    embedded::FILES
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, b)| *b)
 }
 
 #[derive(Deserialize)]
@@ -193,6 +198,7 @@ impl Handler for DemoApp {
             "/chat" => {
                 let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
                 Upgrade::accept(Route::Chat(Box::new(ChatUser {
+                    id: n,
                     name: format!("guest-{n}"),
                     rooms: Vec::new(),
                 })))
@@ -202,13 +208,9 @@ impl Handler for DemoApp {
     }
 
     fn open(&self, ws: &mut WebSocket<'_, Route>) {
-        let id = ws.id().0;
         if let Route::Chat(u) = ws.data() {
-            let name = u.name.clone();
-            send_json(
-                ws,
-                json!({"type": "welcome", "id": id & 0xffff_ffff, "name": name}),
-            );
+            let (id, name) = (u.id, u.name.clone());
+            send_json(ws, json!({"type": "welcome", "id": id, "name": name}));
         }
     }
 
@@ -259,7 +261,7 @@ impl Handler for DemoApp {
                 Response::new(200, "application/json", body.to_string().into_bytes())
                     .header("Cache-Control", "no-store")
             }
-            _ => match static_file(path) {
+            _ => match self.static_file(path) {
                 Some(b) => {
                     let p = if path == "/" { "/index.html" } else { path };
                     Response::new(200, content_type(p), b)

@@ -1,48 +1,23 @@
 //! `ringws`: the demo server. `cargo run --release` and open http://127.0.0.1:1338/.
+//!
+//! - `cli.rs`: options (defaults from `Config`); `app.rs`: the demo application (page, echo, chat, endpoints).
 
-use std::net::{IpAddr, SocketAddr};
+mod app;
+mod cli;
+
+/// Every file under `static/`, embedded at build time (the page works from any directory).
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
+}
+
 use std::process::ExitCode;
-use std::time::Duration;
 
+use app::DemoApp;
 use clap::Parser;
-use ringws::app::DemoApp;
-use ringws::server::{Config, Server};
+use ringws::server::Server;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// A WebSocket server on io_uring: demo page at /, echo at /echo, chat at /chat, /healthz, /stats, /metrics.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Address to bind.
-    #[arg(long, env = "RINGWS_BIND", default_value = "127.0.0.1")]
-    bind: IpAddr,
-    /// Port to listen on (0 = any free port).
-    #[arg(long, short, env = "RINGWS_PORT", default_value_t = 1338)]
-    port: u16,
-    /// Worker threads, one pinned per core [default: all cores].
-    #[arg(long, env = "RINGWS_WORKERS")]
-    workers: Option<usize>,
-    /// Maximum WebSocket connections per worker (more get 503).
-    #[arg(long, env = "RINGWS_MAX_CONNECTIONS", default_value_t = 100_000)]
-    max_connections: usize,
-    /// Largest message in bytes (larger: close 1009).
-    #[arg(long, env = "RINGWS_MAX_MESSAGE", default_value_t = 16 << 20)]
-    max_message_size: usize,
-    /// Outbound bytes a connection may have queued.
-    #[arg(long, env = "RINGWS_MAX_BACKPRESSURE", default_value_t = 1 << 20)]
-    max_backpressure: usize,
-    /// Seconds of silence that close a connection (1001); a ping goes out at half of it (0 = off).
-    #[arg(long, env = "RINGWS_IDLE_TIMEOUT", default_value_t = 60)]
-    idle_timeout: u64,
-    /// Seconds allowed for the HTTP request head to arrive.
-    #[arg(long, env = "RINGWS_HANDSHAKE_TIMEOUT", default_value_t = 10)]
-    handshake_timeout: u64,
-    /// Do not pin workers to cores.
-    #[arg(long)]
-    no_pin: bool,
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -52,23 +27,12 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    let args = Args::parse();
-    let mut cfg = Config::default();
-    cfg.bind = SocketAddr::new(args.bind, args.port);
-    if let Some(w) = args.workers {
-        cfg.workers = w;
-    }
-    cfg.pin_workers = !args.no_pin;
-    cfg.max_connections_per_worker = args.max_connections;
-    cfg.max_message_size = args.max_message_size;
-    cfg.max_frame_size = args.max_message_size;
-    cfg.max_backpressure = args.max_backpressure;
-    cfg.idle_timeout = Duration::from_secs(args.idle_timeout);
-    cfg.handshake_timeout = Duration::from_secs(args.handshake_timeout);
+    let cfg = cli::Args::parse().config();
 
     // Block the shutdown signals before any worker starts (threads inherit the mask); this thread waits for them.
     let signals = block_signals();
-    let server = match Server::new(cfg.clone(), DemoApp::new()).and_then(|s| s.start()) {
+    let server = match Server::new(cfg.clone(), DemoApp::new(assets::FILES)).and_then(|s| s.start())
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringws: {e}");

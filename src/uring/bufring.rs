@@ -1,4 +1,4 @@
-//! The per-worker pool of receive buffers: an io_uring provided-buffer ring.
+//! A pool of receive buffers: an io_uring provided-buffer ring, created and owned by a [`super::Ring`].
 //!
 //! The kernel picks a buffer when data arrives (multishot recv with buffer select), so an idle connection holds no
 //! receive buffer. Where the kernel supports it (6.12+), buffers are consumed incrementally (`IOU_PBUF_RING_INC`): one
@@ -7,7 +7,11 @@
 //! consumption every completion consumes a whole buffer, which goes back right after its bytes are processed.
 //!
 //! Invariant: a buffer the kernel reported is returned exactly once, whatever the completion (data, error, cancel,
-//! stale connection); the ring tail is published before every `io_uring_enter`.
+//! stale connection); the ring tail is published before every `io_uring_enter` (by [`super::Ring`]).
+//!
+//! Soundness: only [`super::Ring::add_buf_ring`] creates a `BufRing`, and the ring keeps it until the ring itself is
+//! dropped, after the registration is removed and the io_uring is closed. The memory the kernel writes into is
+//! therefore mapped for as long as the kernel may write into it, whatever the caller does.
 
 use std::io;
 use std::ptr::NonNull;
@@ -19,6 +23,7 @@ use io_uring::Submitter;
 /// `IOU_PBUF_RING_INC` from the kernel uapi.
 const IOU_PBUF_RING_INC: u16 = 2;
 
+/// A provided-buffer ring: `entries` buffers of `buf_size` bytes in one anonymous mapping.
 pub struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_bytes: usize,
@@ -55,7 +60,8 @@ fn mmap_anon(bytes: usize) -> io::Result<NonNull<u8>> {
 
 impl BufRing {
     /// Map the ring and the buffers and register them with `bgid`. Tries incremental consumption first.
-    pub fn new(
+    /// Only [`super::Ring`] calls this, and it owns the result for the lifetime of the registration.
+    pub(super) fn register(
         submitter: &Submitter<'_>,
         entries: u16,
         buf_size: u32,
@@ -90,8 +96,8 @@ impl BufRing {
         }
         br.publish();
         let addr = ring.as_ptr() as u64;
-        // SAFETY: the ring memory stays mapped until `Drop`, which runs after the ring (and with it the registration)
-        // is gone: `Worker` declares the ring before the buffer ring, and unregisters explicitly in its own drop.
+        // SAFETY: the ring and buffer memory stay mapped until `Drop`, and only `Ring` owns a `BufRing`: it
+        // unregisters it and closes the io_uring before this value drops (see the module docs).
         let r = unsafe {
             submitter.register_buf_ring_with_flags(addr, entries, bgid, IOU_PBUF_RING_INC)
         };

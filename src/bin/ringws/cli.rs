@@ -1,0 +1,64 @@
+//! The binary's command line: every option also as an environment variable, every default read from
+//! [`Config::default`] (the one place defaults are written).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use clap::Parser;
+use ringws::server::Config;
+
+fn d() -> Config {
+    Config::default()
+}
+
+/// A WebSocket server on io_uring: demo page at /, echo at /echo, chat at /chat, /healthz, /stats, /metrics.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// Address to bind.
+    #[arg(long, env = "RINGWS_BIND", default_value_t = d().bind.ip())]
+    bind: IpAddr,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, short, env = "RINGWS_PORT", default_value_t = d().bind.port())]
+    port: u16,
+    /// Worker threads, one pinned per core [default: all cores].
+    #[arg(long, env = "RINGWS_WORKERS")]
+    workers: Option<usize>,
+    /// Maximum WebSocket connections per worker (more get 503).
+    #[arg(long, env = "RINGWS_MAX_CONNECTIONS", default_value_t = d().max_connections_per_worker)]
+    max_connections: usize,
+    /// Largest message in bytes (larger: close 1009).
+    #[arg(long, env = "RINGWS_MAX_MESSAGE", default_value_t = d().max_message_size)]
+    max_message_size: usize,
+    /// Outbound bytes a connection may have queued.
+    #[arg(long, env = "RINGWS_MAX_BACKPRESSURE", default_value_t = d().max_backpressure)]
+    max_backpressure: usize,
+    /// Seconds of silence that close a connection (1001); a ping goes out at half of it (0 = off).
+    #[arg(long, env = "RINGWS_IDLE_TIMEOUT", default_value_t = d().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Seconds allowed for the HTTP request head to arrive.
+    #[arg(long, env = "RINGWS_HANDSHAKE_TIMEOUT", default_value_t = d().handshake_timeout.as_secs())]
+    handshake_timeout: u64,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+impl Args {
+    /// The server config these options describe.
+    pub fn config(&self) -> Config {
+        let mut cfg = Config::default();
+        cfg.bind = SocketAddr::new(self.bind, self.port);
+        if let Some(w) = self.workers {
+            cfg.workers = w;
+        }
+        cfg.pin_workers = !self.no_pin;
+        cfg.max_connections_per_worker = self.max_connections;
+        cfg.max_message_size = self.max_message_size;
+        cfg.max_frame_size = self.max_message_size;
+        cfg.max_backpressure = self.max_backpressure;
+        cfg.idle_timeout = Duration::from_secs(self.idle_timeout);
+        cfg.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        cfg
+    }
+}

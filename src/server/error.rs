@@ -1,0 +1,29 @@
+//! Why a server could not start.
+
+use std::io;
+use std::net::SocketAddr;
+
+use super::config::ConfigError;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(ConfigError),
+    /// io_uring cannot be used here; the message says why and how to fix it.
+    IoUringUnavailable(String),
+    Bind(SocketAddr, io::Error),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Config(e) => write!(f, "{e}"),
+            StartError::IoUringUnavailable(why) => write!(f, "io_uring is unavailable: {why}"),
+            StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}

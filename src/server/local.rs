@@ -1,0 +1,60 @@
+//! The part of a worker's state that handler callbacks reach through [`super::handler::WebSocket`]: the send
+//! buffer pool, the worker's topics, counters, the list of connections to flush this turn, and a close request.
+//! Everything else of the worker (the ring, the slab) stays out of the handler's reach.
+
+use std::sync::Arc;
+
+use super::backpressure::Backpressure;
+use super::outbound::{BufPool, SendStatus};
+use super::pubsub::Topics;
+use super::shared::Shared;
+use super::stats::Counters;
+
+pub(crate) struct Local {
+    pub shared: Arc<Shared>,
+    pub worker: usize,
+    pub backpressure: Backpressure,
+    pub pool: BufPool,
+    pub topics: Topics,
+    /// A close the handler asked for during the current callback (applied when it returns).
+    pub close_request: Option<(u16, String)>,
+    pub c: Counters,
+    /// Slots that queued bytes on an empty queue this turn: each gets one send at the end of the turn.
+    pub dirty: Vec<u32>,
+}
+
+impl Local {
+    pub(crate) fn new(shared: Arc<Shared>, worker: usize) -> Self {
+        Local {
+            backpressure: Backpressure::new(shared.config.max_backpressure),
+            shared,
+            worker,
+            pool: BufPool::default(),
+            topics: Topics::default(),
+            close_request: None,
+            c: Counters::default(),
+            dirty: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Count a data message queued for `slot`, and schedule its flush if it went into an empty queue.
+    #[inline]
+    pub(crate) fn note_send(&mut self, slot: u32, st: SendStatus) {
+        match st {
+            SendStatus::Sent => {
+                self.c.messages_out += 1;
+                self.dirty.push(slot);
+            }
+            SendStatus::Buffered => self.c.messages_out += 1,
+            SendStatus::Dropped => self.c.dropped_messages += 1,
+        }
+    }
+
+    /// Bytes were queued for `slot` on a queue that held `before` bytes: flush it this turn if it was empty.
+    #[inline]
+    pub(crate) fn note_queued(&mut self, slot: u32, before: usize) {
+        if before == 0 {
+            self.dirty.push(slot);
+        }
+    }
+}

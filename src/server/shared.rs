@@ -1,0 +1,34 @@
+//! What every worker of one server shares: the config, the stop flag, the pub/sub hub and each worker's stats
+//! slot. Nothing here is touched on the per-message path except the mailboxes (publishes crossing workers) and a
+//! worker's own stats slot (one plain store per counter per loop turn).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::config::Config;
+use super::pubsub::Hub;
+use super::stats::{self, StatsSnapshot, WorkerStats};
+
+pub(crate) struct Shared {
+    pub config: Config,
+    pub stop: AtomicBool,
+    pub hub: Hub,
+    pub stats: Vec<WorkerStats>,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        stats::snapshot(&self.stats, self.started.elapsed().as_secs_f64())
+    }
+    pub(crate) fn metrics_text(&self) -> String {
+        stats::prometheus(&self.stats, self.started.elapsed().as_secs_f64())
+    }
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.hub.wake_all();
+    }
+    pub(crate) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
