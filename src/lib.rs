@@ -10,7 +10,7 @@
 //!
 //! The demo application (page, echo, chat) is the `ringws` binary's, in `src/bin/ringws/`, written against this
 //! public API only.
-#![warn(unreachable_pub)]
+#![warn(unreachable_pub, missing_docs)]
 
 pub mod handshake;
 pub mod mask;

@@ -95,7 +95,9 @@ impl Default for Config {
 /// A configuration value out of range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The `Config` field at fault.
     pub field: &'static str,
+    /// What is wrong with its value.
     pub problem: String,
 }
 

@@ -8,10 +8,13 @@ use super::config::ConfigError;
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum StartError {
+    /// The config is invalid.
     Config(ConfigError),
     /// io_uring cannot be used here; the message says why and how to fix it.
     IoUringUnavailable(String),
+    /// The listener could not bind this address.
     Bind(SocketAddr, io::Error),
+    /// Another system error (thread spawn, eventfd, buffer ring registration).
     Io(io::Error),
 }
 

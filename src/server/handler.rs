@@ -19,11 +19,14 @@ pub use super::stats::StatsSnapshot;
 /// A complete message received from a peer. Borrowed: copy what must outlive the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
+    /// A text message (valid UTF-8).
     Text(&'a str),
+    /// A binary message.
     Binary(&'a [u8]),
 }
 
 impl<'a> Message<'a> {
+    /// The payload bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
         match *self {
             Message::Text(s) => s.as_bytes(),
@@ -45,6 +48,7 @@ pub struct UpgradeRequest<'a> {
     pub path: &'a str,
     /// The full request head (all headers).
     pub request: &'a Request,
+    /// The `Origin` header, if the client sent one (browsers always do).
     pub origin: Option<&'a str>,
     /// Subprotocols offered by the client, in its order of preference.
     pub protocols: &'a [String],
@@ -56,21 +60,30 @@ pub struct UpgradeRequest<'a> {
 #[derive(Debug)]
 pub enum Upgrade<D> {
     /// Switch protocols; `data` is attached to the connection; `protocol` is the chosen subprotocol.
-    Accept { data: D, protocol: Option<String> },
+    Accept {
+        /// The application state attached to the connection.
+        data: D,
+        /// The chosen subprotocol (one the client offered), echoed in `Sec-WebSocket-Protocol`.
+        protocol: Option<String>,
+    },
     /// Answer with this HTTP status (and a short plain-text body) and close.
     Reject {
+        /// The HTTP status, e.g. 401, 403, 404.
         status: u16,
+        /// A short plain-text body.
         body: Cow<'static, str>,
     },
 }
 
 impl<D> Upgrade<D> {
+    /// Accept with `data` and no subprotocol.
     pub fn accept(data: D) -> Self {
         Upgrade::Accept {
             data,
             protocol: None,
         }
     }
+    /// Reject with `status` and a plain-text `body`.
     pub fn reject(status: u16, body: impl Into<Cow<'static, str>>) -> Self {
         Upgrade::Reject {
             status,
@@ -82,13 +95,18 @@ impl<D> Upgrade<D> {
 /// A plain HTTP response (the connection closes after it).
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// The `Content-Type` header.
     pub content_type: &'static str,
+    /// Further headers (`Content-Length` and `Connection: close` are added by the server).
     pub headers: Vec<(&'static str, String)>,
+    /// The body.
     pub body: Cow<'static, [u8]>,
 }
 
 impl Response {
+    /// A response with a body of `content_type`.
     pub fn new(
         status: u16,
         content_type: &'static str,
@@ -101,6 +119,7 @@ impl Response {
             body: body.into(),
         }
     }
+    /// A plain-text (UTF-8) response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Self::new(
             status,
@@ -108,9 +127,11 @@ impl Response {
             body.into().into_bytes(),
         )
     }
+    /// `404 not found`.
     pub fn not_found() -> Self {
         Self::text(404, "not found\n")
     }
+    /// Add a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
@@ -215,9 +236,11 @@ impl<'a, D> WebSocket<'a, D> {
         self.can_send
     }
 
+    /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
     }
+    /// The application state attached at upgrade.
     pub fn data(&mut self) -> &mut D {
         self.data
     }

@@ -23,6 +23,7 @@ pub struct Server<H: Handler> {
 }
 
 impl<H: Handler> Server<H> {
+    /// Validate `config` and pair it with `handler` (nothing is bound until `start`).
     pub fn new(config: Config, handler: H) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         Ok(Server {

@@ -65,17 +65,29 @@ counters! {
 /// Counters summed over every worker, plus facts about the server.
 #[derive(Debug, Clone)]
 pub struct StatsSnapshot {
+    /// Worker threads.
     pub workers: usize,
+    /// Seconds since the server started.
     pub uptime_s: f64,
+    /// Open connections (HTTP and WebSocket).
     pub connections: u64,
+    /// Open WebSocket connections.
     pub websockets: u64,
+    /// TCP connections accepted.
     pub accepted: u64,
+    /// WebSocket messages received.
     pub messages_in: u64,
+    /// WebSocket messages queued for sending (publishes included).
     pub messages_out: u64,
+    /// Bytes received from sockets.
     pub bytes_in: u64,
+    /// Bytes written to sockets.
     pub bytes_out: u64,
+    /// Messages not queued because an outbound queue was full.
     pub dropped: u64,
+    /// Connections failed for a protocol violation.
     pub protocol_errors: u64,
+    /// Connections and upgrades refused (capacity, bad requests, the upgrade hook).
     pub rejected: u64,
 }
 
