@@ -29,10 +29,17 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_CONN: usize = 16;
 
+/// The topic every `/broadcast` connection is subscribed to.
+pub const BROADCAST_TOPIC: &str = "broadcast";
+
 /// Per-connection state: which route the connection was upgraded on.
 pub enum Route {
+    /// `/echo` (and an upgrade to `/`): every message comes back as it was sent.
     Echo,
+    /// `/chat`: the JSON chat.
     Chat(Box<ChatUser>),
+    /// `/broadcast`: every message is published to every `/broadcast` connection, the sender included.
+    Broadcast,
 }
 
 pub struct ChatUser {
@@ -194,7 +201,10 @@ impl Handler for DemoApp {
 
     fn upgrade(&self, req: &UpgradeRequest<'_>) -> Upgrade<Route> {
         match req.path.split('?').next().unwrap_or("") {
-            "/echo" => Upgrade::accept(Route::Echo),
+            // An upgrade to `/` is an echo too, so the field's load clients (which connect to `/`) work as they are;
+            // a plain `GET /` still serves the page.
+            "/echo" | "/" => Upgrade::accept(Route::Echo),
+            "/broadcast" => Upgrade::accept(Route::Broadcast),
             "/chat" => {
                 let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
                 Upgrade::accept(Route::Chat(Box::new(ChatUser {
@@ -203,11 +213,17 @@ impl Handler for DemoApp {
                     rooms: Vec::new(),
                 })))
             }
-            _ => Upgrade::reject(404, "no WebSocket endpoint here (try /echo or /chat)\n"),
+            _ => Upgrade::reject(
+                404,
+                "no WebSocket endpoint here (try /echo, /chat or /broadcast)\n",
+            ),
         }
     }
 
     fn open(&self, ws: &mut WebSocket<'_, Route>) {
+        if let Route::Broadcast = ws.data() {
+            ws.subscribe(BROADCAST_TOPIC);
+        }
         if let Route::Chat(u) = ws.data() {
             let (id, name) = (u.id, u.name.clone());
             send_json(ws, json!({"type": "welcome", "id": id, "name": name}));
@@ -221,6 +237,7 @@ impl Handler for DemoApp {
                 ws.send(msg);
             }
             Route::Chat(_) => self.chat_message(ws, msg),
+            Route::Broadcast => ws.publish(BROADCAST_TOPIC, msg, false),
         }
     }
 
@@ -235,7 +252,7 @@ impl Handler for DemoApp {
     }
 
     fn is_websocket_route(&self, path: &str) -> bool {
-        path == "/echo" || path == "/chat"
+        matches!(path, "/echo" | "/chat" | "/broadcast")
     }
 
     fn http(&self, req: &Request, ctx: &ServerContext<'_>) -> Response {
