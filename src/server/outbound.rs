@@ -49,41 +49,50 @@ impl Seg {
     }
 }
 
-/// The queued segments: the first one inline, so the common case (one corked buffer per turn) allocates no deque
-/// and an idle connection holds no heap memory for its queue.
+/// The queued segments: the first one inline, so the common case (one corked buffer per turn) allocates no deque,
+/// and the rest boxed (8 bytes inline), so an idle connection holds no heap memory and a small slot.
 #[derive(Debug, Default)]
 struct SegQueue {
     first: Option<Seg>,
-    rest: VecDeque<Seg>,
+    rest: Option<Box<VecDeque<Seg>>>,
 }
 
 impl SegQueue {
     #[inline]
+    fn rest_len(&self) -> usize {
+        self.rest.as_ref().map_or(0, |r| r.len())
+    }
+    #[inline]
     fn len(&self) -> usize {
-        self.first.is_some() as usize + self.rest.len()
+        self.first.is_some() as usize + self.rest_len()
     }
     #[inline]
     fn push_back(&mut self, s: Seg) {
         if self.first.is_none() {
             self.first = Some(s);
         } else {
-            self.rest.push_back(s);
+            self.rest.get_or_insert_with(Default::default).push_back(s);
         }
     }
     #[inline]
     fn back(&self) -> Option<&Seg> {
-        self.rest.back().or(self.first.as_ref())
+        self.rest
+            .as_ref()
+            .and_then(|r| r.back())
+            .or(self.first.as_ref())
     }
     #[inline]
     fn back_mut(&mut self) -> Option<&mut Seg> {
-        if self.rest.is_empty() {
-            self.first.as_mut()
-        } else {
-            self.rest.back_mut()
+        match &mut self.rest {
+            Some(r) if !r.is_empty() => r.back_mut(),
+            _ => self.first.as_mut(),
         }
     }
     fn pop_back(&mut self) -> Option<Seg> {
-        self.rest.pop_back().or_else(|| self.first.take())
+        self.rest
+            .as_mut()
+            .and_then(|r| r.pop_back())
+            .or_else(|| self.first.take())
     }
     #[inline]
     fn front(&self) -> Option<&Seg> {
@@ -92,18 +101,23 @@ impl SegQueue {
     #[inline]
     fn pop_front(&mut self) -> Option<Seg> {
         let f = self.first.take();
-        self.first = self.rest.pop_front();
+        self.first = self.rest.as_mut().and_then(|r| r.pop_front());
         f
     }
     fn iter(&self) -> impl Iterator<Item = &Seg> {
-        self.first.iter().chain(self.rest.iter())
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
     fn drain(&mut self) -> impl Iterator<Item = Seg> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        self.first
+            .take()
+            .into_iter()
+            .chain(self.rest.iter_mut().flat_map(|r| r.drain(..)))
     }
     fn shrink(&mut self) {
-        if self.rest.is_empty() && self.rest.capacity() != 0 {
-            self.rest = VecDeque::new();
+        if self.rest_len() == 0 {
+            self.rest = None;
         }
     }
 }

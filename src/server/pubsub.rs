@@ -28,8 +28,37 @@ pub(crate) struct Publish {
     pub exclude: Option<ConnId>,
 }
 
-/// The topics one connection is subscribed to (interned names shared with the worker's table).
-pub(crate) type Subscriptions = Vec<Arc<str>>;
+/// The topics one connection is subscribed to (interned names shared with the worker's table). Boxed, so a
+/// connection that subscribes to nothing pays 8 bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions(Option<Box<Vec<Arc<str>>>>);
+
+impl Subscriptions {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.0.iter().flat_map(|v| v.iter())
+    }
+    fn position(&self, topic: &str) -> Option<usize> {
+        self.iter().position(|t| &**t == topic)
+    }
+    fn push(&mut self, t: Arc<str>) {
+        self.0.get_or_insert_with(Default::default).push(t);
+    }
+    fn swap_remove(&mut self, i: usize) -> Arc<str> {
+        let v = self.0.as_mut().expect("index from position()");
+        let t = v.swap_remove(i);
+        if v.is_empty() {
+            self.0 = None;
+        }
+        t
+    }
+    fn take(&mut self) -> Vec<Arc<str>> {
+        self.0.take().map(|b| *b).unwrap_or_default()
+    }
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
 
 /// The process-wide half of pub/sub.
 pub(crate) struct Hub {
@@ -122,7 +151,7 @@ impl Topics {
         topic: &str,
         slot: u32,
     ) -> bool {
-        if subs.iter().any(|t| &**t == topic) {
+        if subs.position(topic).is_some() {
             return false;
         }
         let t = self.table.add(topic, slot);
@@ -139,7 +168,7 @@ impl Topics {
         topic: &str,
         slot: u32,
     ) -> bool {
-        let Some(i) = subs.iter().position(|t| &**t == topic) else {
+        let Some(i) = subs.position(topic) else {
             return false;
         };
         let t = subs.swap_remove(i);
@@ -150,11 +179,10 @@ impl Topics {
 
     /// The connection is going away: drop every subscription it holds.
     pub(crate) fn unsubscribe_all(&mut self, hub: &Hub, subs: &mut Subscriptions, slot: u32) {
-        for t in subs.drain(..) {
+        for t in subs.take() {
             self.table.remove(&t, slot);
             hub.counts.add(&t, -1);
         }
-        *subs = Vec::new();
     }
 
     /// Queue a publish made during a callback; the worker delivers it when the callback returns.
@@ -299,7 +327,7 @@ mod tests {
     fn subscriptions_keep_table_and_counts_in_step() {
         let (hub, _rx) = Hub::new(1, 4).unwrap();
         let mut t = Topics::default();
-        let (mut a, mut b) = (Subscriptions::new(), Subscriptions::new());
+        let (mut a, mut b) = (Subscriptions::default(), Subscriptions::default());
         assert!(t.subscribe(&hub, &mut a, "room", 1));
         assert!(!t.subscribe(&hub, &mut a, "room", 1), "idempotent");
         assert!(t.subscribe(&hub, &mut b, "room", 2));

@@ -56,7 +56,7 @@ impl<D> Conn<D> {
             close_code: 1006,
             out: Outbound::default(),
             iov: None,
-            topics: Subscriptions::new(),
+            topics: Subscriptions::default(),
             phase: Phase::Http {
                 buf: Vec::new(),
                 since: secs,

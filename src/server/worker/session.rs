@@ -208,6 +208,6 @@ mod tests {
             "slab slot with 8 bytes of application data: {slot} bytes (proto::Connection {} bytes)",
             std::mem::size_of::<super::Connection>()
         );
-        assert!(slot <= 256, "{slot}");
+        assert!(slot <= 224, "{slot}");
     }
 }
