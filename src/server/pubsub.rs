@@ -31,6 +31,7 @@ pub(crate) struct Publish {
 /// The topics one connection is subscribed to (interned names shared with the worker's table). Boxed, so a
 /// connection that subscribes to nothing pays 8 bytes.
 #[derive(Debug, Default)]
+#[allow(clippy::box_collection)] // 8 bytes in every connection's slot instead of 24
 pub(crate) struct Subscriptions(Option<Box<Vec<Arc<str>>>>);
 
 impl Subscriptions {
