@@ -33,7 +33,7 @@
 //! - **Memory per connection** (10k x 20 B echo): the `Conn` slot (280 B incl. the 96-byte protocol state), a send
 //!   buffer and frame template of a few dozen bytes each and the timestamp queue; whole client RSS 13.8 MiB with
 //!   10,000 connections (2 MiB of it the shared receive buffers).
-//! - **Statistics** ([`stats`]): per-thread counters and hdrhistograms (µs), merged at the end; a live total per
+//! - **Statistics** ([`stats`], the summary in [`report`]): per-thread counters and hdrhistograms (µs), merged at the end; a live total per
 //!   thread is published with relaxed stores for the progress line. Latency: echo from the actual send, rate from the
 //!   intended send time (corrected for coordinated omission), pubsub from the intended time embedded in the text.
 //!   CPU: getrusage of this process and /proc/PID/stat of `--server-pid`, both sampled at the window's edges.
@@ -41,6 +41,7 @@
 pub mod cli;
 pub mod frames;
 pub mod reactor;
+pub mod report;
 pub mod stats;
 
 // The WebSocket pieces come from the ringws library.
@@ -53,7 +54,8 @@ use std::time::Duration;
 
 use cli::{Args, Mode};
 use reactor::{now_ns, Plan};
-use stats::{percentiles, rate, ErrKind, ErrorCount, Live, Summary, ThreadStats};
+use report::{ErrorCount, Summary};
+use stats::{percentiles, rate, ErrKind, Live, ThreadStats};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
