@@ -40,20 +40,17 @@
 
 pub mod cli;
 pub mod frames;
+pub mod plan;
 pub mod reactor;
 pub mod report;
 pub mod stats;
-
-// The WebSocket pieces come from the ringws library.
-pub(crate) use ringws::handshake as wshs;
-pub(crate) use ringws::proto as wsframe;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cli::{Args, Mode};
-use reactor::{now_ns, Plan};
+use plan::{now_ns, Plan};
 use report::{ErrorCount, Summary};
 use stats::{percentiles, rate, ErrKind, Live, ThreadStats};
 
@@ -88,32 +85,10 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn run_inner(args: Args) -> Result<i32, String> {
-    if args.conns == 0 {
-        return Err("--conns must be at least 1".into());
-    }
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    let target = cli::parse_url(&args.url, args.allow_remote)?;
-    let total = args.total_conns();
-    let threads = args.threads.min(total);
-    let inflight = args.inflight();
-    if inflight == 0 {
-        return Err("--inflight must be at least 1".into());
-    }
-    let rate_total = args.rate();
-    if matches!(args.mode, Mode::Rate | Mode::Pubsub) && rate_total <= 0.0 {
-        return Err(format!("--mode {} needs --rate > 0", args.mode.name()));
-    }
-    if args.mode == Mode::Pubsub {
-        if args.publishers == 0 {
-            return Err("--mode pubsub needs --publishers >= 1".into());
-        }
-        if !args.pub_template.contains("{payload}") {
-            return Err("--pub-template must contain {payload}".into());
-        }
-    }
-    cli::check_limits(total, threads)?;
+    let plan = Arc::new(Plan::from_args(&args)?);
+    let total = plan.total_conns;
+    let threads = plan.threads;
+    let inflight = plan.inflight;
     // SAFETY: the handler only stores to an atomic (async-signal-safe).
     unsafe {
         libc::signal(
@@ -125,36 +100,8 @@ fn run_inner(args: Args) -> Result<i32, String> {
     // SAFETY: ignoring SIGPIPE is process-wide and harmless (sends also use MSG_NOSIGNAL).
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 
-    let (pub_prefix, pub_suffix) = match args.pub_template.split_once("{payload}") {
-        Some((a, b)) => (a.as_bytes().to_vec(), b.as_bytes().to_vec()),
-        None => (Vec::new(), Vec::new()),
-    };
-    let plan = Arc::new(Plan {
-        mode: args.mode,
-        target,
-        size: args.size,
-        opcode: if args.binary {
-            wsframe::OpCode::Binary
-        } else {
-            wsframe::OpCode::Text
-        },
-        inflight,
-        rate: rate_total,
-        total_conns: total,
-        total_pubs: args.publishers(),
-        connect_rate: args.connect_rate / threads as f64,
-        connect_concurrency: args.connect_concurrency.max(1),
-        connect_timeout: args.connect_timeout,
-        warmup: args.warmup,
-        duration: args.duration,
-        close_timeout: args.close_timeout,
-        sub_msg: args.sub_msg.as_bytes().to_vec(),
-        pub_prefix,
-        pub_suffix,
-    });
-
     let live: Arc<Vec<Live>> = Arc::new((0..threads).map(|_| Live::default()).collect());
-    let sync = Arc::new(reactor::Sync::default());
+    let sync = Arc::new(plan::Sync::default());
     let cores = if args.no_pin {
         Vec::new()
     } else {
