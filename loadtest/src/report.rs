@@ -1,8 +1,14 @@
-//! The final report: the [`Summary`] of a run, printed as text or as JSON (`--json`).
+//! The final report: the [`Summary`] of a run built from what the reactors counted and the main thread measured,
+//! printed as text or as JSON (`--json`), and the exit status it implies.
+
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::stats::Percentiles;
+use crate::cli::{Args, Mode};
+use crate::phases::Measurement;
+use crate::plan::Plan;
+use crate::stats::{percentiles, rate, ErrKind, Percentiles};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorCount {
@@ -122,5 +128,87 @@ impl Summary {
             );
         }
         s
+    }
+}
+
+/// Print the summary (JSON with `--json`, text otherwise) and return the exit status: 0 ok, 1 mismatched echoes or
+/// nothing received in the measured window.
+pub fn report(args: &Args, plan: &Plan, m: &Measurement) -> i32 {
+    let summary = Summary::new(args, plan, m);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("summary serializes")
+        );
+    } else {
+        print!("{}", summary.print_text());
+    }
+    if summary.mismatches > 0 {
+        eprintln!("loadtest: {} mismatched echoes", summary.mismatches);
+        return 1;
+    }
+    if m.stats.received == 0 {
+        eprintln!("loadtest: no message was received in the measurement window");
+        return 1;
+    }
+    0
+}
+
+impl Summary {
+    /// The summary of a run: the arguments it ran with, the reactors' merged counters, the main thread's timings.
+    pub fn new(args: &Args, plan: &Plan, m: &Measurement) -> Self {
+        let all = &m.stats;
+        let per_msg = |cpu: Duration| {
+            if all.received > 0 {
+                cpu.as_secs_f64() * 1e6 / all.received as f64
+            } else {
+                0.0
+            }
+        };
+        let wall = m.wall;
+        let measured = m.measured;
+        Summary {
+            url: args.url.clone(),
+            mode: args.mode.name().into(),
+            conns: args.conns,
+            publishers: args.publishers(),
+            size: args.size,
+            threads: plan.threads,
+            inflight: plan.inflight,
+            duration_s: measured.as_secs_f64(),
+            warmup_s: args.warmup.as_secs_f64(),
+            connected: all.connected,
+            connect_failed: all.connect_failed,
+            ramp_s: m.ramp_ns as f64 / 1e9,
+            connect_us: percentiles(&all.connect),
+            sent: all.sent,
+            received: all.received,
+            msgs_per_s: rate(all.received, measured),
+            sent_per_s: rate(all.sent, measured),
+            mb_per_s: rate(all.bytes_received, measured) / 1e6,
+            latency_us: percentiles(&all.latency),
+            errors: ErrKind::ALL
+                .iter()
+                .map(|k| ErrorCount {
+                    kind: k.name(),
+                    count: all.errors[*k as usize],
+                })
+                .collect(),
+            errors_total: all.error_total(),
+            mismatches: all.errors[ErrKind::Mismatch as usize],
+            closed_clean: all.closed_clean,
+            recv_enobufs: all.recv_enobufs,
+            client_cpu_pct: m.client_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
+            client_cpu_us_per_msg: per_msg(m.client_cpu),
+            fanout: (args.mode == Mode::Pubsub && all.sent > 0)
+                .then(|| all.received as f64 / all.sent as f64),
+            client_rss_kib: m.client_rss_kib,
+            server_pid: args.server_pid,
+            server_cpu_pct: m
+                .server_cpu
+                .map(|d| d.as_secs_f64() / wall.as_secs_f64() * 100.0),
+            server_cpu_us_per_msg: m.server_cpu.map(per_msg),
+            server_rss_kib: m.server_rss_kib,
+        }
     }
 }
