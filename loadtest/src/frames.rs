@@ -7,7 +7,7 @@
 //! Each connection masks with its own random key. Its frame is built once ([`FrameTemplate`]); sending a message
 //! copies the template and patches only the masked sequence digits, so the per-message cost is a memcpy plus 16 XORs.
 
-use crate::wsframe::{decode_header, encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
+use ringws::proto::{decode_header, encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
 
 /// How many leading payload bytes carry the sequence number (hex digits).
 pub fn seq_len(size: usize) -> usize {
