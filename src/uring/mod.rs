@@ -200,14 +200,22 @@ impl Ring {
         }
     }
 
-    /// Submit what is queued and wait for at least one completion or `timeout`. Publishes every buffer ring's tail
-    /// first. A wait cut short by a signal (`EINTR`), the timeout (`ETIME`) or a full completion queue (`EBUSY`) is
-    /// not an error: the caller reaps whatever completed and enters again, so no completion is lost.
-    pub fn submit_and_wait(&mut self, timeout: Duration) -> io::Result<()> {
+    /// Submit what is queued and wait for at least one completion, or until `timeout` (`None`: no timeout; a loop
+    /// with a multishot timeout SQE for its timers needs none, and saves arming an hrtimer on every wait). Publishes
+    /// every buffer ring's tail first. A wait cut short by a signal (`EINTR`), the timeout (`ETIME`) or a full
+    /// completion queue (`EBUSY`) is not an error: the caller reaps whatever completed and enters again, so no
+    /// completion is lost.
+    pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
         self.publish_bufs();
-        let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match self.uring.submitter().submit_with_args(1, &args) {
+        let r = match timeout {
+            Some(t) => {
+                let ts = types::Timespec::from(t);
+                let args = types::SubmitArgs::new().timespec(&ts);
+                self.uring.submitter().submit_with_args(1, &args)
+            }
+            None => self.uring.submitter().submit_and_wait(1),
+        };
+        match r {
             Ok(_) => Ok(()),
             Err(e)
                 if matches!(
@@ -268,7 +276,7 @@ mod tests {
         let mut out = Vec::new();
         let mut got = false;
         for _ in 0..100 {
-            r.submit_and_wait(Duration::from_millis(10)).unwrap();
+            r.submit_and_wait(Some(Duration::from_millis(10))).unwrap();
             if r.reap(&mut out) {
                 got = true;
                 break;

@@ -62,7 +62,7 @@ impl Reactor {
 
     /// Submit everything queued and wait for at least one completion or `timeout` (EINTR-safe: see `Ring`).
     pub(super) fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
-        self.ring.submit_and_wait(timeout)
+        self.ring.submit_and_wait(Some(timeout))
     }
 
     /// Handle every completion, return the provided buffers after each batch, then re-arm starved receives.

@@ -21,6 +21,7 @@ pub(super) const K_RECV: u64 = 2;
 pub(super) const K_SEND: u64 = 3;
 pub(super) const K_EVENTFD: u64 = 4;
 pub(super) const K_IGNORE: u64 = 5;
+pub(super) const K_TICK: u64 = 6;
 
 #[inline]
 pub(super) fn ud(kind: u64, slot: u32, gen: u32) -> u64 {
@@ -52,8 +53,8 @@ impl<H: Handler> Worker<H> {
     fn push(&mut self, e: Sqe) {
         // SAFETY: every SQE the worker builds points only at memory that outlives the operation: the buffer ring
         // (owned by `self.ring`), outbound segments (kept in the connection's queue until the send completes),
-        // boxed iovecs (kept in the connection until the send completes), the boxed eventfd buffer (lives as long
-        // as the worker, whose ring is dropped first).
+        // boxed iovecs (kept in the connection until the send completes), the boxed eventfd buffer and the boxed
+        // tick timespec (live as long as the worker, whose ring is dropped first).
         unsafe { self.ring.push(&e) };
     }
 
@@ -71,6 +72,18 @@ impl<H: Handler> Worker<H> {
             .build()
             .user_data(ud(K_IGNORE, 0, 0));
         self.push(e);
+    }
+
+    /// The timers' tick: a multishot timeout completing once a second (Linux 6.4+), so the loop can wait without
+    /// a timeout of its own. Where the kernel refuses it, the loop falls back to timed waits (see `on_tick`).
+    pub(super) fn arm_tick(&mut self) {
+        let e = opcode::Timeout::new(&*self.tick_ts)
+            .count(0)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(ud(K_TICK, 0, 0));
+        self.push(e);
+        self.tick_armed = true;
     }
 
     pub(super) fn arm_eventfd(&mut self) {

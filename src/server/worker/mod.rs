@@ -39,11 +39,14 @@ use crate::proto::Limits;
 use crate::uring::{cqueue, Cqe, Ring};
 use conn::{Conn, Phase, ABOVE_LOW, DEAD, PAUSED, PING_SENT};
 pub(crate) use io::listen;
-use io::{ud_parts, K_ACCEPT, K_EVENTFD, K_RECV, K_SEND};
+use io::{ud_parts, K_ACCEPT, K_EVENTFD, K_RECV, K_SEND, K_TICK};
 
 /// Extra slots beyond `max_connections_per_worker` for connections still in the HTTP phase (so an upgrade over
 /// the limit can be answered with 503 instead of a reset).
 const HTTP_RESERVE: usize = 1024;
+
+/// The timers' period (see `timers.rs`).
+const TICK: Duration = Duration::from_secs(1);
 
 /// The index of the worker's receive buffer ring in its `Ring`.
 const BUFS: usize = 0;
@@ -63,6 +66,12 @@ pub(crate) struct Worker<H: Handler> {
     listener: Option<Socket>,
     mailbox_rx: Receiver<Publish>,
     efd_buf: Box<u64>,
+    /// The tick's period (boxed: the kernel reads it by address while the multishot timeout is armed).
+    tick_ts: Box<crate::uring::uring_types::Timespec>,
+    /// A multishot tick is armed: the loop waits without a timeout.
+    tick_armed: bool,
+    /// The tick fired since the last sweep.
+    tick_due: bool,
     conns: Slab<Conn<H::Data>>,
     local: Local,
     limits: Limits,
@@ -107,6 +116,9 @@ impl<H: Handler> Worker<H> {
             listener: Some(listener),
             mailbox_rx,
             efd_buf: Box::new(0),
+            tick_ts: Box::new(crate::uring::uring_types::Timespec::from(TICK)),
+            tick_armed: false,
+            tick_due: false,
             // Reserved up front (virtual memory: pages become resident only as slots are used), so growing to many
             // connections never copies the slab or leaves the old copy's pages resident.
             conns: Slab::with_capacity(
@@ -136,14 +148,18 @@ impl<H: Handler> Worker<H> {
     pub(super) fn run(mut self) -> std::io::Result<()> {
         self.arm_accept();
         self.arm_eventfd();
+        self.arm_tick();
         loop {
             self.flush_dirty();
             self.local.c.loop_turns += 1;
             self.shared().stats[self.id].store(&self.local.c);
-            let wait = self
-                .next_sweep
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
+            // With the tick armed, wait for completions only (no hrtimer armed per wait); while shutting down (a
+            // 100 ms sweep) or without multishot timeouts, wait until the next sweep.
+            let wait = (!self.tick_armed || self.stopping.is_some()).then(|| {
+                self.next_sweep
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1))
+            });
             self.ring.submit_and_wait(wait)?;
             self.clock.now = Instant::now();
             self.clock.secs = (self.clock.now - self.clock.start).as_secs() as u32;
@@ -152,7 +168,8 @@ impl<H: Handler> Worker<H> {
             if self.shared().stopping() && self.stopping.is_none() {
                 self.begin_shutdown();
             }
-            if self.clock.now >= self.next_sweep {
+            if self.tick_due || self.clock.now >= self.next_sweep {
+                self.tick_due = false;
                 self.sweep();
             }
             if self.shutdown_done() {
@@ -174,11 +191,25 @@ impl<H: Handler> Worker<H> {
                     K_SEND => self.on_send(slot, gen, c.result),
                     K_ACCEPT => self.on_accept(c.result, c.flags),
                     K_EVENTFD => self.on_eventfd(),
+                    K_TICK => self.on_tick(c.result, c.flags),
                     _ => {}
                 }
             }
         }
         self.cqes = cqes;
+    }
+
+    fn on_tick(&mut self, res: i32, flags: u32) {
+        if res == -libc::ETIME {
+            self.tick_due = true;
+        }
+        if !cqueue::more(flags) {
+            // The kernel refused multishot timeouts (EINVAL before 6.4) or ended it: timed waits from now on.
+            self.tick_armed = false;
+            if res != -libc::ETIME && res != -libc::ECANCELED {
+                tracing::debug!(worker = self.id, res, "no multishot timeout; timed waits");
+            }
+        }
     }
 
     fn on_eventfd(&mut self) {
