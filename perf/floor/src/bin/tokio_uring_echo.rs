@@ -45,7 +45,8 @@ fn main() {
         }
     };
     let size = read_buf_size();
-    eprintln!("tokio_uring_echo: listening on {addr}, {size}-byte read buffer per connection");
+    let local = std_listener.local_addr().map_or(addr, |a| a);
+    eprintln!("tokio_uring_echo: listening on {local}, {size}-byte read buffer per connection");
     tokio_uring::start(async move {
         let listener = TcpListener::from_std(std_listener);
         loop {

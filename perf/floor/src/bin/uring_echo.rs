@@ -262,8 +262,9 @@ fn main() {
             eprintln!("uring_echo: buffer ring: {e}");
             std::process::exit(1);
         });
+    let local = listener.local_addr().map_or(addr, |a| a);
     eprintln!(
-        "uring_echo: listening on {addr}, {entries} x {size} B receive buffers ({})",
+        "uring_echo: listening on {local}, {entries} x {size} B receive buffers ({})",
         if bufs.incremental {
             "incremental"
         } else {
