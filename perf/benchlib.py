@@ -89,6 +89,8 @@ def uws_client(a):
     limit = a.timeout or (skip + count + 2) * a.interval + 120
     out = {"conns": a.conns, "errors_total": 0, "notes": []}
     # Line-buffered stdout (the clients use printf); the client keeps this process's pid through stdbuf's exec.
+    # SIGTERM (from bench-peers.sh's exit trap) unwinds through the `finally` below, which stops the client.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = subprocess.Popen(["stdbuf", "-oL", *a.command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, errors="replace")
     sel = selectors.DefaultSelector()

@@ -93,8 +93,13 @@ ROWS=$OUT.jsonl
 SERVER_PID=""
 STARTED=() # every server pid this script started; all are killed on exit
 TMP=$(mktemp -d)
+CLIENT_PID=""
 cleanup() {
     local p
+    if [[ -n "$CLIENT_PID" ]] && kill -0 "$CLIENT_PID" 2>/dev/null; then
+        kill "$CLIENT_PID" 2>/dev/null || true
+        wait "$CLIENT_PID" 2>/dev/null || true
+    fi
     for p in "${STARTED[@]}"; do
         if kill -0 "$p" 2>/dev/null; then
             kill "$p" 2>/dev/null || true
@@ -165,12 +170,12 @@ path_of() { [[ "$1" == ringws ]] && echo "$RINGWS_PATH" || echo /; }
 
 start_server() { # name port
     local cmd bin
-    cmd=$(cmd_of "$1" "$2") || { log "unknown server $1"; START_ERR="unknown server"; return 1; }
+    cmd=$(cmd_of "$1" "$2") || { log "unknown server $1"; START_ERR="is unknown"; return 1; }
     bin=${cmd%% *}
     if [[ "$bin" == node ]]; then
-        command -v node >/dev/null || { START_ERR="node not installed"; return 1; }
+        command -v node >/dev/null || { START_ERR="needs node, which is not installed"; return 1; }
     elif [[ ! -x "$bin" ]]; then
-        START_ERR="not built ($bin)"
+        START_ERR="is not built ($bin)"
         return 1
     fi
     (cd "$REPO" && exec taskset -c "$SERVER_CPU" $cmd) >"$TMP/$1.log" 2>&1 &
@@ -181,7 +186,9 @@ start_server() { # name port
         if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
-    START_ERR="did not start: $(tail -2 "$TMP/$1.log" | tr '\n|' '  ')"
+    local why="not listening on $2 after 10 s"
+    kill -0 "$SERVER_PID" 2>/dev/null || why="exited"
+    START_ERR="did not start ($why): $(tail -2 "$TMP/$1.log" | tr '\n|' '  ')"
     log "$1 $START_ERR"
     stop_server
     return 1
@@ -257,34 +264,41 @@ measure() {
         fail_row "$table" "$case" "$server" "$client" "$round" "server $START_ERR" "${labels[@]}"
         return
     fi
-    : >"$json"
-    set +e
+    local cmd=()
     case "$client" in
         loadtest)
-            timeout "$LIMIT" taskset -c "$CLIENT_CPU" "$LOADTEST" --url "ws://127.0.0.1:$port$(path_of "$server")" \
-                --conns "$conns" --size "$size" --duration "$DURATION" --warmup "$WARMUP" \
-                --server-pid "$SERVER_PID" --json --quiet "$@" $LOADTEST_ARGS >"$json" 2>"$TMP/client.err"
+            cmd=(timeout "$LIMIT" taskset -c "$CLIENT_CPU" "$LOADTEST"
+                --url "ws://127.0.0.1:$port$(path_of "$server")" --conns "$conns" --size "$size"
+                --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json --quiet "$@")
+            # shellcheck disable=SC2206 # LOADTEST_ARGS is a list of words
+            cmd+=($LOADTEST_ARGS)
             ;;
         uws)
-            python3 "$LIB" uws-client --kind load --conns "$conns" --server-pid "$SERVER_PID" \
-                --warmup "$WARMUP" --duration "$DURATION" -- \
-                taskset -c "$CLIENT_CPU" "$UWS_DIR/load_test" "$conns" 127.0.0.1 "$port" 0 0 "$size" \
-                >"$json" 2>"$TMP/client.err"
+            cmd=(python3 "$LIB" uws-client --kind load --conns "$conns" --server-pid "$SERVER_PID"
+                --warmup "$WARMUP" --duration "$DURATION" --
+                taskset -c "$CLIENT_CPU" "$UWS_DIR/load_test" "$conns" 127.0.0.1 "$port" 0 0 "$size")
             ;;
         broadcast_test)
-            python3 "$LIB" uws-client --kind broadcast --conns "$conns" --server-pid "$SERVER_PID" \
-                --warmup "$WARMUP" --duration "$DURATION" -- \
-                taskset -c "$CLIENT_CPU" "$UWS_DIR/broadcast_test" "$conns" 127.0.0.1 "$port" 0 \
-                >"$json" 2>"$TMP/client.err"
+            cmd=(python3 "$LIB" uws-client --kind broadcast --conns "$conns" --server-pid "$SERVER_PID"
+                --warmup "$WARMUP" --duration "$DURATION" --
+                taskset -c "$CLIENT_CPU" "$UWS_DIR/broadcast_test" "$conns" 127.0.0.1 "$port" 0)
             ;;
         tcp_load)
-            timeout "$LIMIT" taskset -c "$CLIENT_CPU" "$FLOOR_TARGET/release/tcp_load" --conns "$conns" \
-                --size "$size" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json \
-                "127.0.0.1:$port" >"$json" 2>"$TMP/client.err"
+            cmd=(timeout "$LIMIT" taskset -c "$CLIENT_CPU" "$FLOOR_TARGET/release/tcp_load" --conns "$conns"
+                --size "$size" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json
+                "127.0.0.1:$port")
             ;;
     esac
+    : >"$json"
+    # In the background, so that a signal to this script is handled at once (bash defers traps until a foreground
+    # command ends); the EXIT trap stops the client.
+    "${cmd[@]}" >"$json" 2>"$TMP/client.err" &
+    CLIENT_PID=$!
+    set +e
+    wait "$CLIENT_PID"
     rc=$?
     set -e
+    CLIENT_PID=""
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         labels+=("server_died=1")
         log "$server exited during the run: $(tail -2 "$TMP/$server.log" | tr '\n' ' ')"
