@@ -8,7 +8,7 @@
                          [--interval 4] [--timeout SECONDS] -- CMD ARGS...
       Run one of uWebSockets' C clients (`load_test`, `broadcast_test`), which print a rate every `--interval`
       seconds (their LIBUS_TIMEOUT_GRANULARITY, 4 s) and never exit. Skips ceil(warmup / interval) reports after
-      "Running benchmark now", measures max(1, round(duration / interval)) more, then stops the client. The server's
+      "Running benchmark now", measures max(1, ceil(duration / interval)) more, then stops the client. The server's
       and the client's CPU time (utime + stime from /proc/PID/stat, as `loadtest --server-pid` reads it) are sampled
       at the first and the last counted report, so CPU and message counts cover the same window. Prints one JSON
       object with the keys `loadtest --json` uses (msgs_per_s, server_cpu_pct, server_cpu_us_per_msg, client_cpu_pct,
@@ -85,7 +85,7 @@ RATE_LINE = {
 def uws_client(a):
     pattern = RATE_LINE[a.kind]
     skip = math.ceil(a.warmup / a.interval)
-    count = max(1, round(a.duration / a.interval))
+    count = max(1, math.ceil(a.duration / a.interval - 1e-9))
     limit = a.timeout or (skip + count + 2) * a.interval + 120
     out = {"conns": a.conns, "errors_total": 0, "notes": []}
     # Line-buffered stdout (the clients use printf); the client keeps this process's pid through stdbuf's exec.

@@ -22,7 +22,7 @@
 # Environment (all optional; defaults in brackets):
 #   DURATION [10s]  WARMUP [2s]  ROUNDS [3]       measured time, warm-up and rounds per cell. uWebSockets' clients
 #                                                 report every 4 s: they skip ceil(WARMUP/4) reports and measure
-#                                                 max(1, round(DURATION/4)) reports.
+#                                                 max(1, ceil(DURATION/4)) reports.
 #   CASES ["100x20 10x1024 10x16384 1000x20 10000x20"]      closed-loop cases, CONNSxBYTES
 #   SERVERS ["ringws uws fastwebsockets tokio-websockets tokio-tungstenite ws"]   also: scratch
 #   CLIENTS ["loadtest uws"]                      clients of the closed-loop rows (uws = uWebSockets' load_test)
@@ -178,6 +178,7 @@ start_server() { # name port
         START_ERR="is not built ($bin)"
         return 1
     fi
+    # shellcheck disable=SC2086 # the command line is split into words on purpose
     (cd "$REPO" && exec taskset -c "$SERVER_CPU" $cmd) >"$TMP/$1.log" 2>&1 &
     SERVER_PID=$!
     STARTED+=("$SERVER_PID")
