@@ -15,19 +15,9 @@ use ringws::broker::{BackoffPolicy, Bridge, BrokerConfig, Health};
 
 const LONG: Duration = Duration::from_secs(10);
 
-/// Short timers so faults are noticed within a second; small linger to keep tests quick.
 fn config(url: &str, node: u64) -> BrokerConfig {
-    let mut c = BrokerConfig::new(url);
+    let mut c = fast_broker(url);
     c.node_id = Some(node);
-    c.linger = Duration::from_millis(400);
-    c.backoff = BackoffPolicy {
-        base: Duration::from_millis(50),
-        max: Duration::from_millis(400),
-    };
-    c.connect_timeout = Duration::from_millis(500);
-    c.op_timeout = Duration::from_millis(500);
-    c.probe_interval = Duration::from_millis(300);
-    c.probe_timeout = Duration::from_millis(500);
     c
 }
 

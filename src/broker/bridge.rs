@@ -90,7 +90,7 @@ pub(crate) async fn run(
             Some(Err(e)) => {
                 bump(&node.shared.stats.connect_failures);
                 if backoff.attempts() == 0 {
-                    tracing::warn!(error = %e, url = %cfg.url, "broker unreachable; serving locally and retrying");
+                    tracing::warn!(error = %e, "broker unreachable; serving locally and retrying");
                 } else {
                     tracing::debug!(error = %e, "broker connect failed");
                 }
@@ -525,7 +525,8 @@ impl Session {
                 add(&stats.lost, lost);
                 bump(&stats.delivered);
                 let body = Bytes::from(payload).slice(HEADER_LEN..);
-                node.sink.deliver(topic, body, h.is_text);
+                let full = node.sink.deliver(topic, body, h.is_text);
+                add(&stats.drop_local_full, full as u64);
             }
             Verdict::Repeat => bump(&stats.drop_repeat),
         }

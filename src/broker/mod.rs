@@ -54,7 +54,8 @@ use interest::Interest;
 /// delays every later remote message (the inbound queue then fills and drops, counted).
 pub trait Sink: Send + Sync + 'static {
     /// `payload` is the message as published on the other node (unframed); `is_text` means it is valid UTF-8.
-    fn deliver(&self, topic: &str, payload: Bytes, is_text: bool);
+    /// Returns how many local queues were full and dropped it (counted as `drop_local_full`).
+    fn deliver(&self, topic: &str, payload: Bytes, is_text: bool) -> usize;
 }
 
 /// The bridge's view of Redis, for `/healthz`.

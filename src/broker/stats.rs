@@ -20,6 +20,7 @@ pub struct BrokerStats {
     pub(crate) drop_disconnected: AtomicU64,
     pub(crate) drop_publish_failed: AtomicU64,
     pub(crate) drop_inbound_full: AtomicU64,
+    pub(crate) drop_local_full: AtomicU64,
     pub(crate) drop_malformed: AtomicU64,
     pub(crate) drop_oversize: AtomicU64,
     pub(crate) drop_repeat: AtomicU64,
@@ -71,6 +72,8 @@ pub struct BrokerSnapshot {
     pub drop_publish_failed: u64,
     /// Messages from Redis dropped because the inbound queue was full.
     pub drop_inbound_full: u64,
+    /// Remote publishes a local worker queue (mailbox) had no room for, per worker that dropped it.
+    pub drop_local_full: u64,
     /// Messages from Redis that were not an envelope (foreign publisher, bad UTF-8 text, bad channel name).
     pub drop_malformed: u64,
     /// Messages from Redis over `max_payload`.
@@ -112,6 +115,7 @@ impl BrokerStats {
             drop_disconnected: g(&self.drop_disconnected),
             drop_publish_failed: g(&self.drop_publish_failed),
             drop_inbound_full: g(&self.drop_inbound_full),
+            drop_local_full: g(&self.drop_local_full),
             drop_malformed: g(&self.drop_malformed),
             drop_oversize: g(&self.drop_oversize),
             drop_repeat: g(&self.drop_repeat),
@@ -230,12 +234,13 @@ impl BrokerSnapshot {
             "Probes not back in time.",
             self.probe_failures,
         );
-        metric(
-            "probe_rtt_microseconds",
-            "gauge",
-            "Last probe round trip.",
-            self.probe_rtt_us,
+        let _ = writeln!(
+            out,
+            "# HELP ringws_broker_probe_rtt_seconds Round trip of the last probe."
         );
+        let _ = writeln!(out, "# TYPE ringws_broker_probe_rtt_seconds gauge");
+        let rtt = self.probe_rtt_us as f64 / 1e6;
+        let _ = writeln!(out, "ringws_broker_probe_rtt_seconds {rtt:.6}");
         let _ = writeln!(
             out,
             "# HELP ringws_broker_drops_total Messages dropped by the bridge, by reason."
@@ -246,6 +251,7 @@ impl BrokerSnapshot {
             ("disconnected", self.drop_disconnected),
             ("publish_failed", self.drop_publish_failed),
             ("inbound_full", self.drop_inbound_full),
+            ("local_full", self.drop_local_full),
             ("malformed", self.drop_malformed),
             ("oversize", self.drop_oversize),
             ("repeat", self.drop_repeat),

@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broker::BrokerConfig;
+
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowConsumerPolicy {
@@ -64,6 +66,11 @@ pub struct Config {
     /// counts it in `ringws_cross_worker_dropped_total`). Its slots are allocated and touched up front: about 56
     /// bytes each per worker (4096: ~230 KiB). A worker drains its queue every loop turn. Default 4096.
     pub cross_worker_queue: usize,
+    /// Pub/sub across nodes through Redis (`BrokerConfig::new("redis://HOST:PORT/DB")`; its limits are documented
+    /// there). Default `None`: topics stay within this process. With it, one bridge thread per server subscribes
+    /// the channels of the topics this node has subscribers for; Redis being down is not a start error (the
+    /// server serves locally, reports `degraded`, and keeps retrying).
+    pub broker: Option<BrokerConfig>,
 }
 
 impl Default for Config {
@@ -90,6 +97,7 @@ impl Default for Config {
             recv_buffer_size: 64 << 10,
             ring_entries: 4096,
             cross_worker_queue: 4096,
+            broker: None,
         }
     }
 }
@@ -155,6 +163,11 @@ impl Config {
         }
         if self.cross_worker_queue == 0 {
             return err("cross_worker_queue", "must be non-zero");
+        }
+        if let Some(b) = &self.broker {
+            if let Err(e) = b.validate() {
+                return err("broker", &e.to_string());
+            }
         }
         Ok(())
     }

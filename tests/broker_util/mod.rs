@@ -10,7 +10,22 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringws::broker::Sink;
+use ringws::broker::{BackoffPolicy, BrokerConfig, Sink};
+
+/// Bridge settings for tests: short timers so faults are noticed within a second, a small linger.
+pub fn fast_broker(url: &str) -> BrokerConfig {
+    let mut c = BrokerConfig::new(url);
+    c.linger = Duration::from_millis(400);
+    c.backoff = BackoffPolicy {
+        base: Duration::from_millis(50),
+        max: Duration::from_millis(400),
+    };
+    c.connect_timeout = Duration::from_millis(500);
+    c.op_timeout = Duration::from_millis(500);
+    c.probe_interval = Duration::from_millis(300);
+    c.probe_timeout = Duration::from_millis(500);
+    c
+}
 
 pub struct RedisServer {
     port: u16,
@@ -193,12 +208,13 @@ pub struct Collect {
 }
 
 impl Sink for Collect {
-    fn deliver(&self, topic: &str, payload: Bytes, is_text: bool) {
+    fn deliver(&self, topic: &str, payload: Bytes, is_text: bool) -> usize {
         self.got
             .lock()
             .unwrap()
             .push((topic.to_string(), payload, is_text));
         self.cv.notify_all();
+        0
     }
 }
 

@@ -27,7 +27,7 @@ pub fn config() -> Config {
 }
 
 pub fn start(c: Config) -> ServerHandle {
-    Server::new(c, DemoApp::new(assets::FILES))
+    Server::new(c, DemoApp::new(assets::FILES, None))
         .expect("valid config")
         .start()
         .expect("server starts")

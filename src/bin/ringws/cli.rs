@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use clap::Parser;
+use ringws::broker::BrokerConfig;
 use ringws::server::Config;
 
 fn d() -> Config {
@@ -42,6 +43,9 @@ pub struct Args {
     /// Do not pin workers to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
+    #[arg(long, env = "RINGWS_REDIS")]
+    redis: Option<String>,
 }
 
 impl Args {
@@ -59,6 +63,24 @@ impl Args {
         cfg.max_backpressure = self.max_backpressure;
         cfg.idle_timeout = Duration::from_secs(self.idle_timeout);
         cfg.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        cfg.broker = self.redis.as_ref().map(|url| {
+            let mut b = BrokerConfig::new(url.as_str());
+            b.node_id = Some(random_node_id());
+            b
+        });
         cfg
     }
+}
+
+/// A node id for Redis envelopes, chosen here so the demo can label its node with it.
+fn random_node_id() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        // Unique enough for a label: the pid and the clock.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_le_bytes(b)
 }
