@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite, from a fresh machine (this is the README's test command; CI runs it).
 #
-# 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool; npm: playwright-core;
+# 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool, redis-server for the
+#    cross-node pub/sub tests; npm: playwright-core;
 #    PyPI: Autobahn's wstest; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
 #    promtool check of /metrics, the load client against the server;
@@ -20,6 +21,7 @@ step "install test dependencies (idempotent)"
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -37,7 +39,8 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 step "cargo test --workspace"
-cargo test --workspace
+# The broker tests start their own redis-server on free loopback ports; here a missing one is a failure, not a skip.
+RINGWS_REQUIRE_REDIS=1 cargo test --workspace
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   step "browser test (headless Chromium)"

@@ -27,7 +27,7 @@ pub fn config() -> Config {
 }
 
 pub fn start(c: Config) -> ServerHandle {
-    Server::new(c, DemoApp::new(assets::FILES, None))
+    Server::new(c, DemoApp::new(assets::FILES))
         .expect("valid config")
         .start()
         .expect("server starts")

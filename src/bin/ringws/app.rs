@@ -59,17 +59,17 @@ pub struct ChatUser {
 pub struct DemoApp {
     next_guest: AtomicU64,
     assets: Assets,
-    /// This node's label when pub/sub spans nodes (`--redis`).
-    node: Option<String>,
+    /// This node's label in presence events and guest names when rooms span nodes (`--redis`). Default none.
+    pub node: Option<String>,
 }
 
 impl DemoApp {
-    /// The demo serving `assets` as its page; `node` labels this node when rooms span nodes.
-    pub fn new(assets: Assets, node: Option<String>) -> Self {
+    /// The demo serving `assets` as its page.
+    pub fn new(assets: Assets) -> Self {
         DemoApp {
             next_guest: AtomicU64::new(0),
             assets,
-            node,
+            node: None,
         }
     }
 

@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         .as_ref()
         .and_then(|b| b.node_id)
         .map(|id| format!("{:06x}", id & 0xff_ffff));
-    let app = DemoApp::new(assets::FILES, node.clone());
+    let mut app = DemoApp::new(assets::FILES);
+    app.node = node.clone();
     let server = match Server::new(cfg.clone(), app).and_then(|s| s.start()) {
         Ok(s) => s,
         Err(e) => {
