@@ -6,7 +6,8 @@
 #    PyPI: Autobahn's wstest; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
 #    promtool check of /metrics, the load client against the server;
-# 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port;
+# 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port, then
+#    the chat across two `ringws --redis` nodes (scripts/browser-nodes-test.sh);
 # 4. the Autobahn|Testsuite gate against /echo (every case as in autobahn/expected.json);
 # 5. bounded fuzzing: each cargo-fuzz target for $FUZZ_SECONDS (default 60) seconds; fails on any crash.
 #
@@ -56,6 +57,8 @@ if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   RINGWS_URL="http://127.0.0.1:$PORT" bash scripts/browser-test.sh
   kill -INT $SRV; wait $SRV; trap - EXIT
   echo "server exited cleanly after SIGINT"
+  step "browser test across two nodes (Redis)"
+  bash scripts/browser-nodes-test.sh target/release/ringws
 fi
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then
