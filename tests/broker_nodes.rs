@@ -111,6 +111,10 @@ fn three_nodes_every_publish_reaches_every_subscriber_once_in_order() {
     // A topic with a subscriber on node 0 only: only node 0 subscribes its channel.
     let mut solo = subscriber(nodes[0].local_addr(), "solo");
     assert!(wait_until(LONG, || redis.numsub("ringws:solo") == 1));
+    assert!(
+        wait_until(LONG, || bstats(&nodes[0]).channels == 2),
+        "node 0 holds `room` and `solo`"
+    );
     assert_eq!(bstats(&nodes[1]).channels, 1, "node 1 holds only `room`");
 
     const N: usize = 100;

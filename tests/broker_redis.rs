@@ -328,3 +328,31 @@ fn shutdown_is_prompt_even_while_backing_off() {
         t.elapsed()
     );
 }
+
+#[test]
+fn reconnect_resubscribes_the_whole_wanted_set_in_batches() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, _sa) = start(&redis.url(), 1);
+    const TOPICS: usize = 600; // three SUBSCRIBE batches of at most 256
+    for i in 0..TOPICS {
+        a.want(&format!("t{i}"));
+    }
+    let ours = |r: &RedisServer| r.channels("ringws:t*").len();
+    assert!(wait_until(LONG, || ours(&redis) == TOPICS));
+    assert!(wait_until(LONG, || a.stats().channels == TOPICS as u64));
+    redis.stop();
+    assert!(wait_until(LONG, || !up(&a)));
+    redis.start_again();
+    assert_eq!(ours(&redis), 0, "a fresh Redis knows no subscription");
+    assert!(
+        wait_until(LONG, || ours(&redis) == TOPICS),
+        "not every channel came back"
+    );
+    let t = TOPICS as u64;
+    assert!(wait_until(LONG, || {
+        let s = a.stats();
+        (s.resubscribed, s.channels) == (t, t)
+    }));
+}
