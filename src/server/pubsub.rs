@@ -511,4 +511,56 @@ mod tests {
             "worker 2's mailbox (capacity 1) is still full"
         );
     }
+
+    #[test]
+    fn a_remote_publish_is_framed_once_and_reaches_only_workers_with_subscribers() {
+        let (hub, rx) = Hub::new(3, 1, None).unwrap();
+        let (mut w1, mut w2) = (Topics::new(1), Topics::new(2));
+        let (mut a, mut b, mut c) = Default::default();
+        w1.subscribe(&hub, &mut a, "room", 7);
+        w2.subscribe(&hub, &mut b, "room", 8);
+        w2.subscribe(&hub, &mut c, "room", 9);
+        let sink: &dyn Sink = &*hub.core;
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"hi"), true), 0);
+        assert!(rx[0].try_recv().is_err(), "worker 0 has no subscriber");
+        let (p1, p2) = (rx[1].try_recv().unwrap(), rx[2].try_recv().unwrap());
+        assert_eq!(&p1.frame[..], b"\x81\x02hi");
+        assert_eq!(
+            p1.frame.as_ptr(),
+            p2.frame.as_ptr(),
+            "one frame shared by both workers"
+        );
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"\x00"), false), 0);
+        assert_eq!(
+            sink.deliver("room", Bytes::from_static(b"\x00"), false),
+            2,
+            "both mailboxes full"
+        );
+        // Worker 1 loses its subscriber: only worker 2 is a target; a topic nobody holds goes nowhere.
+        w1.unsubscribe_all(&hub, &mut a, 7);
+        let _ = (rx[1].try_recv(), rx[2].try_recv());
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"x"), true), 0);
+        assert!(rx[1].try_recv().is_err() && rx[2].try_recv().is_ok());
+        assert_eq!(sink.deliver("nobody", Bytes::from_static(b"x"), true), 0);
+        assert!(rx.iter().all(|r| r.try_recv().is_err()));
+    }
+
+    #[test]
+    fn unframe_gives_the_payload_of_every_header_size() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let payload = vec![b'a'; len];
+            let mut v = Vec::new();
+            write_frame(&mut v, true, OpCode::Binary, &payload);
+            let (p, text) = unframe(&Bytes::from(v)).unwrap();
+            assert_eq!((p.len(), text), (len, false));
+        }
+        let mut v = Vec::new();
+        write_frame(&mut v, true, OpCode::Text, b"t");
+        assert_eq!(
+            unframe(&Bytes::from(v)),
+            Some((Bytes::from_static(b"t"), true))
+        );
+        assert_eq!(unframe(&Bytes::from_static(b"\x89\x00")), None, "not data");
+        assert_eq!(unframe(&Bytes::from_static(b"\x81")), None, "truncated");
+    }
 }
