@@ -3,6 +3,7 @@
 //! Layout (each concern in one place):
 //! - [`server`]: the thread-per-core io_uring server: [`server::Config`], the [`server::Handler`] API, pub/sub.
 //! - [`proto`]: the sans-IO RFC 6455 core: frame codec, message assembly, UTF-8, close state machine, limits.
+//! - [`door`]: what a connection passes before its `101`: Origin allowlist, JWT at upgrade, per-address limits.
 //! - [`handshake`]: HTTP/1.1 upgrade parsing and responses (server) and the client handshake (for `loadtest`).
 //! - [`broker`]: pub/sub across nodes through Redis (one bridge thread per process, never in a worker's way).
 //! - [`mask`]: the XOR unmask kernel (scalar reference, word-wise, SSE2/AVX2/AVX-512, runtime dispatch).
@@ -14,6 +15,7 @@
 #![warn(unreachable_pub, missing_docs)]
 
 pub mod broker;
+pub mod door;
 pub mod handshake;
 pub mod mask;
 pub mod proto;
