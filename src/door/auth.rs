@@ -60,6 +60,7 @@ impl std::fmt::Debug for JwtKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct JwtConfig {
+    /// The key tokens are verified with.
     pub key: JwtKey,
     /// Clock-skew allowance for `exp` and `nbf` (default [`DEFAULT_LEEWAY`], 30 s). A connection is closed when its
     /// token expires, at `exp + leeway`.
@@ -73,6 +74,7 @@ pub struct JwtConfig {
 }
 
 impl JwtConfig {
+    /// Verify with `key`, everything else at its default.
     pub fn new(key: JwtKey) -> Self {
         JwtConfig {
             key,
@@ -97,6 +99,7 @@ pub struct Claims {
     /// Issued at, seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// Issuer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
     /// Every other claim (`aud`, application claims), as sent.
@@ -132,6 +135,7 @@ pub enum AuthErrorKind {
 /// A refused token: its kind and a short reason fit for the response body and logs (it never holds the token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
+    /// What went wrong, for the refusal's label.
     pub kind: AuthErrorKind,
     reason: &'static str,
 }
@@ -141,6 +145,7 @@ impl AuthError {
         AuthError { kind, reason }
     }
 
+    /// A short explanation for the `401` body and logs.
     pub fn reason(&self) -> &'static str {
         self.reason
     }

@@ -126,7 +126,9 @@ pub enum Admission {
     Allow(Option<IpLease>),
     /// Answer `429` with `Retry-After: retry_after_secs` and close.
     Deny {
+        /// Which limit.
         kind: LimitKind,
+        /// When to try again: the bucket's refill time for the rate, 1 s for the connection cap.
         retry_after_secs: u32,
     },
 }
@@ -239,6 +241,7 @@ impl Drop for IpLease {
 }
 
 impl IpLimiter {
+    /// An empty table for these limits (validated; the error says which value is wrong).
     pub fn new(limits: &PerIpLimits) -> Result<Arc<Self>, String> {
         limits.validate()?;
         let per_shard = limits.max_tracked.div_ceil(SHARDS);
@@ -308,6 +311,7 @@ impl IpLimiter {
         self.shard(key).map.get(&key).map_or(0, |e| e.conns)
     }
 
+    /// Counters summed over the shards (locks each shard briefly).
     pub fn stats(&self) -> LimiterStats {
         let mut s = LimiterStats::default();
         for p in self.shards.iter() {

@@ -83,6 +83,7 @@ impl RefusalReason {
         RefusalReason::PerIpRate,
     ];
 
+    /// The name in metrics and logs (`bad_request`, `origin`, `auth_missing`, ...).
     pub fn label(self) -> &'static str {
         match self {
             RefusalReason::BadRequest => "bad_request",
@@ -105,7 +106,9 @@ impl RefusalReason {
 /// The door's answer to a refused request: a complete HTTP response to send before closing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The HTTP status to answer with.
     pub status: u16,
+    /// Which check refused (for metrics).
     pub reason: RefusalReason,
     /// A short explanation, the response body (never holds a token or other request data).
     pub message: &'static str,
@@ -248,6 +251,7 @@ impl Door {
         })
     }
 
+    /// The Origin allowlist in force.
     pub fn origins(&self) -> &OriginPolicy {
         &self.origins
     }
