@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::broker::BrokerConfig;
+use crate::door::DoorConfig;
 
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,13 @@ pub struct Config {
     /// the channels of the topics this node has subscribers for; Redis being down is not a start error (the
     /// server serves locally, reports `degraded`, and keeps retrying).
     pub broker: Option<BrokerConfig>,
+    /// What a connection must pass before its `101` (see [`crate::door`]): the `Origin` allowlist (default: the
+    /// page's own origin, and clients that send no `Origin`), token authentication (default off), per-address
+    /// connection and rate limits (default off; one table for the whole process, about 64 bytes per tracked
+    /// address, at most `per_ip.max_tracked` of them). Strict HTTP/1.1 framing is always on. A connection the door
+    /// let in with a token or a per-address slot has an entry in its worker's side table (the connection slot
+    /// itself does not grow); otherwise nothing.
+    pub door: DoorConfig,
 }
 
 impl Default for Config {
@@ -98,6 +106,7 @@ impl Default for Config {
             ring_entries: 4096,
             cross_worker_queue: 4096,
             broker: None,
+            door: DoorConfig::default(),
         }
     }
 }
@@ -168,6 +177,9 @@ impl Config {
             if let Err(e) = b.validate() {
                 return err("broker", &e.to_string());
             }
+        }
+        if let Err(problem) = self.door.per_ip.validate() {
+            return err("door.per_ip", &problem);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use super::outbound::{Outbound, SendStatus};
 use super::pubsub::{Publish, Subscriptions};
 use super::shared::Shared;
 use crate::broker::{BrokerSnapshot, Health};
+use crate::door::Claims;
 use crate::handshake::Request;
 use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
 
@@ -55,6 +56,9 @@ pub struct UpgradeRequest<'a> {
     pub protocols: &'a [String],
     /// Extensions offered by the client (raw offers).
     pub extensions: &'a [String],
+    /// The verified token claims when the server requires tokens (`Config::door.jwt`); `None` otherwise. The server
+    /// keeps them with the connection ([`WebSocket::claims`]) and closes it with 1008 when they expire.
+    pub claims: Option<&'a Claims>,
 }
 
 /// The answer to an [`UpgradeRequest`].
@@ -220,11 +224,13 @@ pub struct WebSocket<'a, D> {
     out: &'a mut Outbound,
     topics: &'a mut Subscriptions,
     local: &'a mut Local,
+    claims: Option<&'a Claims>,
     can_send: bool,
 }
 
 impl<'a, D> WebSocket<'a, D> {
     /// The handle for connection `slot` of `local`'s worker (built by the worker's session code only).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         local: &'a mut Local,
         slot: u32,
@@ -232,6 +238,7 @@ impl<'a, D> WebSocket<'a, D> {
         data: &'a mut D,
         out: &'a mut Outbound,
         topics: &'a mut Subscriptions,
+        claims: Option<&'a Claims>,
         can_send: bool,
     ) -> Self {
         WebSocket {
@@ -241,6 +248,7 @@ impl<'a, D> WebSocket<'a, D> {
             out,
             topics,
             local,
+            claims,
             can_send,
         }
     }
@@ -253,6 +261,10 @@ impl<'a, D> WebSocket<'a, D> {
     /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
+    }
+    /// The verified token claims this connection was let in with (`None` when tokens are not required).
+    pub fn claims(&self) -> Option<&Claims> {
+        self.claims
     }
     /// The application state attached at upgrade.
     pub fn data(&mut self) -> &mut D {

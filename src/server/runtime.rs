@@ -15,10 +15,12 @@ use super::pubsub::Hub;
 use super::shared::Shared;
 use super::stats::WorkerStats;
 use super::worker;
+use crate::door::Door;
 
 /// A server: a config and a handler. `start` binds and spawns the workers.
 pub struct Server<H: Handler> {
     config: Config,
+    door: Door,
     handler: Arc<H>,
 }
 
@@ -26,8 +28,16 @@ impl<H: Handler> Server<H> {
     /// Validate `config` and pair it with `handler` (nothing is bound until `start`).
     pub fn new(config: Config, handler: H) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
+        // Loads the JWT key (a bad key is a config error, reported before anything is bound).
+        let door = Door::new(&config.door).map_err(|problem| {
+            StartError::Config(super::config::ConfigError {
+                field: "door",
+                problem,
+            })
+        })?;
         Ok(Server {
             config,
+            door,
             handler: Arc::new(handler),
         })
     }
@@ -54,6 +64,7 @@ impl<H: Handler> Server<H> {
         let shared = Arc::new(Shared {
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
             config: cfg,
+            door: self.door,
             stop: AtomicBool::new(false),
             hub,
             started: Instant::now(),

@@ -8,9 +8,12 @@ use std::time::Instant;
 use super::config::Config;
 use super::pubsub::Hub;
 use super::stats::{self, StatsSnapshot, WorkerStats};
+use crate::door::Door;
 
 pub(crate) struct Shared {
     pub config: Config,
+    /// Origin, token and per-address checks; its per-address table is the one all workers count in.
+    pub door: Door,
     pub stop: AtomicBool,
     pub hub: Hub,
     pub stats: Vec<WorkerStats>,

@@ -4,13 +4,15 @@
 //!
 //! Chat protocol (JSON text messages). Client -> server: `{"type":"name","name":"alice"}`,
 //! `{"type":"join","room":"lobby"}`, `{"type":"leave","room":"lobby"}`, `{"type":"say","room":"lobby","text":"hi"}`.
-//! Server -> client: `welcome {id,name}`, `joined {room,name,count}`, `left {room,name,count}`,
+//! Server -> client: `welcome {id,name,authenticated}`, `joined {room,name,count}`, `left {room,name,count}`,
 //! `message {room,name,text,ts}` (to every member, the sender included), `renamed {old,name}`, `error {error}`.
 //!
 //! Across nodes (`--redis`): rooms span every node, and `welcome`, `joined` and `left` also carry `node`, a short
 //! label of the node that sent them. `count` is the room's members **on that node** (counts are per node, never
 //! summed through Redis, so a crashed node leaves no stale global count behind); the page shows it as "N here"
 //! for its own node and "N on node X" for others. Guest names carry the node label so they stay unique.
+//! When the server requires tokens (`--jwt-secret` / `--jwt-public-key`), a chat user's name is the token's `sub`
+//! and `name` requests are refused with an `error`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -51,8 +53,21 @@ pub enum Route {
 pub struct ChatUser {
     /// The guest number: unique in this process, shown to the user as its id.
     pub id: u64,
+    /// The name shown with the user's messages: `guest-N`, or the token's `sub` when authenticated.
     pub name: String,
     pub rooms: Vec<String>,
+    /// Whether the name comes from a verified token (then it cannot be changed).
+    pub authenticated: bool,
+}
+
+/// A chat name from a token's `sub`: control characters dropped, edge spaces trimmed, cut to `MAX_NAME_CHARS`.
+fn name_from_sub(sub: &str) -> String {
+    let clean: String = sub.chars().filter(|c| !c.is_control()).collect();
+    let name: String = clean.trim().chars().take(MAX_NAME_CHARS).collect();
+    match name.trim() {
+        "" => "user".to_string(),
+        n => n.to_string(),
+    }
 }
 
 /// The demo application.
@@ -157,6 +172,9 @@ impl DemoApp {
         let name = user.name.clone();
         match cmd {
             ChatIn::Name { name: new } => {
+                if user.authenticated {
+                    return chat_error(ws, "your name comes from your token: renaming is disabled");
+                }
                 if !valid_label(&new, MAX_NAME_CHARS) {
                     return chat_error(
                         ws,
@@ -225,14 +243,16 @@ impl Handler for DemoApp {
             "/broadcast" => Upgrade::accept(Route::Broadcast),
             "/chat" => {
                 let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
-                let name = match &self.node {
-                    Some(node) => format!("guest-{n}@{node}"),
-                    None => format!("guest-{n}"),
+                let (name, authenticated) = match (req.claims, &self.node) {
+                    (Some(c), _) => (name_from_sub(&c.sub), true),
+                    (None, Some(node)) => (format!("guest-{n}@{node}"), false),
+                    (None, None) => (format!("guest-{n}"), false),
                 };
                 Upgrade::accept(Route::Chat(Box::new(ChatUser {
                     id: n,
                     name,
                     rooms: Vec::new(),
+                    authenticated,
                 })))
             }
             _ => Upgrade::reject(
@@ -247,8 +267,8 @@ impl Handler for DemoApp {
             ws.subscribe(BROADCAST_TOPIC);
         }
         if let Route::Chat(u) = ws.data() {
-            let (id, name) = (u.id, u.name.clone());
-            let mut ev = json!({"type": "welcome", "id": id, "name": name});
+            let (id, name, auth) = (u.id, u.name.clone(), u.authenticated);
+            let mut ev = json!({"type": "welcome", "id": id, "name": name, "authenticated": auth});
             if let Some(n) = &self.node {
                 ev["node"] = json!(n);
             }

@@ -2,10 +2,12 @@
 //! [`Config::default`] (the one place defaults are written).
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use ringws::broker::BrokerConfig;
+use ringws::door::{JwtConfig, JwtKey, OriginPolicy};
 use ringws::server::Config;
 
 fn d() -> Config {
@@ -46,11 +48,36 @@ pub struct Args {
     /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
     #[arg(long, env = "RINGWS_REDIS")]
     redis: Option<String>,
+    /// Web pages allowed to open a WebSocket, comma-separated: `self` (the page's own origin), `*` (any page), or
+    /// origins like `https://app.example,http://localhost:3000`. Clients that send no Origin are always allowed.
+    #[arg(long, env = "RINGWS_ALLOWED_ORIGINS", default_value_t = d().door.allowed_origins.to_string())]
+    allowed_origins: String,
+    /// Require a JWT at upgrade, HS256 with this secret. Prefer the environment variable: command lines are
+    /// visible to other users of the machine.
+    #[arg(
+        long,
+        env = "RINGWS_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    jwt_secret: Option<String>,
+    /// Require a JWT at upgrade, RS256 (RSA key) or ES256 (EC P-256 key) with the public key in this PEM file.
+    #[arg(long, env = "RINGWS_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Most concurrent connections from one client address (IPv6: one /64); more get 429 (0 = no limit).
+    #[arg(long, env = "RINGWS_MAX_CONNECTIONS_PER_IP", default_value_t = d().door.per_ip.max_connections)]
+    max_connections_per_ip: u32,
+    /// New connections per second from one client address, a token bucket; more get 429 (0 = no limit).
+    #[arg(long, env = "RINGWS_CONNECTION_RATE_PER_IP", default_value_t = d().door.per_ip.rate_per_second)]
+    connection_rate_per_ip: f64,
+    /// New connections one idle address may open at once (0 = the rate, rounded up).
+    #[arg(long, env = "RINGWS_CONNECTION_BURST_PER_IP", default_value_t = d().door.per_ip.burst)]
+    connection_burst_per_ip: u32,
 }
 
 impl Args {
-    /// The server config these options describe.
-    pub fn config(&self) -> Config {
+    /// The server config these options describe (reads the JWT public key file, if any).
+    pub fn config(&self) -> Result<Config, String> {
         let mut cfg = Config::default();
         cfg.bind = SocketAddr::new(self.bind, self.port);
         if let Some(w) = self.workers {
@@ -68,7 +95,22 @@ impl Args {
             b.node_id = Some(random_node_id());
             b
         });
-        cfg
+        cfg.door.allowed_origins = OriginPolicy::parse(&self.allowed_origins)
+            .map_err(|e| format!("--allowed-origins: {e}"))?;
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(s), _) => Some(JwtKey::Secret(s.clone().into_bytes())),
+            (None, Some(path)) => {
+                Some(JwtKey::PublicKeyPem(std::fs::read(path).map_err(|e| {
+                    format!("--jwt-public-key {}: {e}", path.display())
+                })?))
+            }
+            (None, None) => None,
+        };
+        cfg.door.jwt = key.map(JwtConfig::new);
+        cfg.door.per_ip.max_connections = self.max_connections_per_ip;
+        cfg.door.per_ip.rate_per_second = self.connection_rate_per_ip;
+        cfg.door.per_ip.burst = self.connection_burst_per_ip;
+        Ok(cfg)
     }
 }
 

@@ -27,7 +27,13 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .init();
-    let cfg = cli::Args::parse().config();
+    let cfg = match cli::Args::parse().config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ringws: {e}");
+            return ExitCode::from(2);
+        }
+    };
 
     // Block the shutdown signals before any worker starts (threads inherit the mask); this thread waits for them.
     let signals = block_signals();
@@ -62,6 +68,22 @@ fn main() -> ExitCode {
             redact(&b.url)
         );
     }
+    let per_ip = &cfg.door.per_ip;
+    tracing::info!(
+        "door: allowed origins={} tokens={} per-IP connections={} rate={}/s",
+        cfg.door.allowed_origins,
+        match &cfg.door.jwt {
+            None => "off",
+            Some(j) if matches!(j.key, ringws::door::JwtKey::Secret(_)) => "HS256",
+            Some(_) => "public key",
+        },
+        if per_ip.max_connections == 0 {
+            "off".to_string()
+        } else {
+            per_ip.max_connections.to_string()
+        },
+        per_ip.rate_per_second
+    );
     let sig = wait_signal(&signals);
     tracing::info!(
         "signal {sig}: closing connections (1001), draining for up to {:?}",

@@ -1,8 +1,14 @@
-//! The HTTP phase of a connection: accumulate the request head, answer plain requests (the handler's `http` hook,
-//! `426` for WebSocket routes, errors), and turn an accepted upgrade into a WebSocket session.
+//! The HTTP phase of a connection: accumulate the request head, pass it through the door (strict framing, a
+//! per-address refusal made at accept, then Origin and token for upgrades), answer plain requests (the handler's
+//! `http` hook, `426` for WebSocket routes, errors), and turn an accepted upgrade into a WebSocket session.
+//!
+//! Every response closes the connection (`Connection: close`), so a request body (its length is known from
+//! `check_head`) is never read as the start of another request; bytes after an upgrade's head are frames, which
+//! is why an upgrade with a body is refused.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
+use crate::door::Refusal;
 use crate::handshake::{self, Request};
 use crate::proto::{Connection, Limits, Role};
 
@@ -21,7 +27,7 @@ pub(super) fn read<H: Handler>(
     data: &[u8],
     now: Instant,
 ) {
-    let Phase::Http { buf, .. } = &mut conn.phase else {
+    let Phase::Http { buf, refused, .. } = &mut conn.phase else {
         return;
     };
     buf.extend_from_slice(data);
@@ -33,6 +39,12 @@ pub(super) fn read<H: Handler>(
             respond(local, slot, conn, &r);
         }
         Ok(Some((req, consumed))) => {
+            if let Some(r) = refused.take() {
+                return refuse(local, slot, conn, &r);
+            }
+            if let Err(r) = local.shared.door.check_head(&req) {
+                return refuse(local, slot, conn, &r);
+            }
             let rest = buf.split_off(consumed);
             on_request(h, local, limits, slot, conn, req, rest, now);
         }
@@ -52,6 +64,22 @@ pub(super) fn respond<D>(local: &mut Local, slot: u32, conn: &mut Conn<D>, r: &R
     local.note_queued(slot, before);
     conn.phase = Phase::Done;
     conn.flags |= CLOSE_AFTER_FLUSH;
+}
+
+/// Answer a refusal of the door, count it by reason and log it (debug: a refusal is the client's problem).
+fn refuse<D>(local: &mut Local, slot: u32, conn: &mut Conn<D>, r: &Refusal) {
+    local.c.count_refusal(r.reason);
+    tracing::debug!(
+        worker = local.worker,
+        slot,
+        status = r.status,
+        reason = r.label(),
+        "door refused: {}",
+        r.message
+    );
+    let mut resp = Response::text(r.status, format!("{}\n", r.message));
+    resp.headers.extend(r.headers.iter().cloned());
+    respond(local, slot, conn, &resp);
 }
 
 /// A plain request: `426` for a WebSocket route, otherwise the handler's answer.
@@ -96,6 +124,10 @@ fn on_request<H: Handler>(
             return;
         }
     };
+    let claims = match local.shared.door.check_upgrade(&req, SystemTime::now()) {
+        Ok(c) => c,
+        Err(r) => return refuse(local, slot, conn, &r),
+    };
     if local.c.websockets as usize >= local.shared.config.max_connections_per_worker {
         local.c.rejected_capacity += 1;
         let r = Response::text(503, "server at capacity\n").header("Retry-After", "1");
@@ -108,6 +140,7 @@ fn on_request<H: Handler>(
         origin: up.origin.as_deref(),
         protocols: &up.protocols,
         extensions: &up.extensions,
+        claims: claims.as_ref(),
     };
     match h.upgrade(&ureq) {
         Upgrade::Reject { status, body } => {
@@ -125,6 +158,9 @@ fn on_request<H: Handler>(
                 handshake::write_accept_response(v, &up.accept, protocol.as_deref(), None)
             });
             local.note_queued(slot, before);
+            if claims.is_some() {
+                conn.door.get_or_insert_with(Box::default).claims = claims;
+            }
             session::open(
                 h,
                 local,

@@ -9,7 +9,7 @@ use crate::uring::cqueue;
 
 use super::super::handler::{Handler, ServerContext};
 use super::super::id::{ConnId, GEN_MASK};
-use super::conn::{Conn, Phase, ABOVE_LOW, CLOSE_AFTER_FLUSH, DEAD, PAUSED, RECV_ARMED};
+use super::conn::{Admitted, Conn, Phase, ABOVE_LOW, CLOSE_AFTER_FLUSH, DEAD, PAUSED, RECV_ARMED};
 use super::{session, Worker, HTTP_RESERVE};
 
 impl<H: Handler> Worker<H> {
@@ -54,10 +54,39 @@ impl<H: Handler> Worker<H> {
         };
         // A generation per slot occupant, derived from a worker-wide counter so reuse is detected.
         let gen = (self.local.c.accepted as u32) & GEN_MASK;
-        let slot = self.conns.insert(Conn::new(fd, gen, self.clock.secs)) as u32;
+        let mut conn = Conn::new(fd, gen, self.clock.secs);
+        self.admit(&mut conn);
+        let slot = self.conns.insert(conn) as u32;
         self.local.c.accepted += 1;
         self.local.c.connections += 1;
         self.arm_recv(slot);
+    }
+
+    /// The per-address check of a new connection (only with a per-address limit configured: it costs a
+    /// `getpeername` and one lock of the shared table). A refusal is answered when the request head arrives.
+    fn admit(&mut self, conn: &mut Conn<H::Data>) {
+        let door = &self.local.shared.door;
+        if door.limiter().is_none() {
+            return;
+        }
+        let Some(peer) = peer_ip(conn.fd) else {
+            return;
+        };
+        match door.admit(peer, self.clock.now) {
+            Ok(lease) => {
+                conn.door = lease.map(|l| {
+                    Box::new(Admitted {
+                        lease: Some(l),
+                        claims: None,
+                    })
+                })
+            }
+            Err(r) => {
+                if let Phase::Http { refused, .. } = &mut conn.phase {
+                    *refused = Some(Box::new(r));
+                }
+            }
+        }
     }
 
     /// After a connection's bytes were processed (or a send completed): deliver the publishes its callbacks made,
@@ -125,6 +154,8 @@ impl<H: Handler> Worker<H> {
         local
             .topics
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);
+        // Releases the per-address slot now, not when the kernel lets go of the socket.
+        conn.door = None;
         if let Phase::Ws { data, .. } = std::mem::replace(&mut conn.phase, Phase::Done) {
             local.c.websockets -= 1;
             let shared = local.shared.clone();
@@ -211,4 +242,14 @@ impl<H: Handler> Worker<H> {
         }
         false
     }
+}
+
+/// The peer address of a connected socket (`None` if the kernel cannot say, e.g. it is already reset).
+fn peer_ip(fd: i32) -> Option<std::net::IpAddr> {
+    // SAFETY: `fd` is a live socket owned by this worker; socket2 only borrows it for the getpeername call, and
+    // `ManuallyDrop` keeps it from closing the descriptor.
+    let sock = std::mem::ManuallyDrop::new(unsafe {
+        <socket2::Socket as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
+    sock.peer_addr().ok()?.as_socket().map(|a| a.ip())
 }

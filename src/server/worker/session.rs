@@ -64,6 +64,7 @@ pub(super) fn open<H: Handler>(
     local.c.upgraded += 1;
     local.c.websockets += 1;
     if let Phase::Ws { data, .. } = &mut conn.phase {
+        let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
         let mut ws = WebSocket::new(
             local,
             slot,
@@ -71,6 +72,7 @@ pub(super) fn open<H: Handler>(
             data,
             &mut conn.out,
             &mut conn.topics,
+            claims,
             true,
         );
         h.open(&mut ws);
@@ -84,6 +86,7 @@ pub(super) fn open<H: Handler>(
 pub(super) fn drain<H: Handler>(h: &H, local: &mut Local, slot: u32, conn: &mut Conn<H::Data>) {
     if let Phase::Ws { proto, data } = &mut conn.phase {
         let can_send = proto.can_send();
+        let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
         let mut ws = WebSocket::new(
             local,
             slot,
@@ -91,6 +94,7 @@ pub(super) fn drain<H: Handler>(h: &H, local: &mut Local, slot: u32, conn: &mut 
             data,
             &mut conn.out,
             &mut conn.topics,
+            claims,
             can_send,
         );
         h.drain(&mut ws);
@@ -151,6 +155,7 @@ pub(super) fn read<H: Handler>(
     let gen = conn.gen;
     let out = &mut conn.out;
     let topics = &mut conn.topics;
+    let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
     let mut can_send = proto.can_send();
     let mut peer_close: Option<u16> = None;
     let result = proto.handle_read(input, &mut |ev| {
@@ -166,7 +171,7 @@ pub(super) fn read<H: Handler>(
         };
         local.c.messages_in += 1;
         if local.close_request.is_none() {
-            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, can_send);
+            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, claims, can_send);
             h.message(&mut ws, msg);
             can_send = ws.can_send();
         }

@@ -1,14 +1,16 @@
 //! The worker's timers, checked once a second (every 100 ms while shutting down): the handshake timeout, the
-//! close timeout, idle pings and the idle timeout, stalled sends, and the accept retry. Per-connection times are
+//! close timeout, idle pings and the idle timeout, stalled sends, token expiry (a WebSocket whose token's
+//! `exp + leeway` has passed is closed with 1008, within a second), and the accept retry. Per-connection times are
 //! whole seconds of the worker clock, so a timer costs nothing per connection but a `u32`.
 //!
 //! `scan` looks at every connection and says what is due (no side effects beyond the protocol core's own timer);
 //! `sweep` then acts on it.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use slab::Slab;
 
+use crate::door::Authenticator;
 use crate::proto::State;
 
 use super::super::config::Config;
@@ -28,21 +30,26 @@ enum Due {
     IdleClose,
     /// Its queued bytes made no progress for `send_stall_timeout`.
     Stall,
+    /// Its token expired: close it with 1008.
+    TokenExpired,
 }
 
-/// The timer limits in worker seconds.
-struct Limits {
+/// The timer limits in worker seconds, and what token expiry is judged by.
+struct Limits<'a> {
     handshake: u32,
     idle: u32,
     stall: u32,
+    /// The token verifier (for its leeway) and the wall-clock time of this sweep (token times are Unix times).
+    tokens: Option<(&'a Authenticator, SystemTime)>,
 }
 
-impl Limits {
-    fn of(cfg: &Config) -> Self {
+impl<'a> Limits<'a> {
+    fn of(cfg: &Config, auth: Option<&'a Authenticator>) -> Self {
         Limits {
             handshake: cfg.handshake_timeout.as_secs().max(1) as u32,
             idle: cfg.idle_timeout.as_secs() as u32,
             stall: cfg.send_stall_timeout.as_secs().max(1) as u32,
+            tokens: auth.map(|a| (a, SystemTime::now())),
         }
     }
 }
@@ -63,7 +70,18 @@ fn due<D>(c: &mut Conn<D>, lim: &Limits, secs: u32, now: Instant) -> Option<Due>
                     return Some(Due::Kill(c.close_code));
                 }
             }
-            if lim.idle == 0 || proto.state() != State::Open {
+            if proto.state() != State::Open {
+                return None;
+            }
+            if let (Some((auth, wall)), Some(claims)) = (
+                lim.tokens,
+                c.door.as_deref().and_then(|d| d.claims.as_ref()),
+            ) {
+                if auth.remaining(claims, wall).is_zero() {
+                    return Some(Due::TokenExpired);
+                }
+            }
+            if lim.idle == 0 {
                 return None;
             }
             let silent = secs.wrapping_sub(c.last_rx);
@@ -117,7 +135,8 @@ impl<H: Handler> Worker<H> {
                 self.arm_accept();
             }
         }
-        let lim = Limits::of(&self.local.shared.config);
+        let shared = self.local.shared.clone();
+        let lim = Limits::of(&shared.config, shared.door.authenticator());
         let (dues, queued) = scan(&mut self.conns, &lim, self.clock.secs, now);
         self.local.c.outbound_bytes = queued;
         for (slot, d) in dues {
@@ -130,6 +149,10 @@ impl<H: Handler> Worker<H> {
                 Due::Stall => {
                     self.local.c.send_stalls += 1;
                     self.kill(slot, 1006);
+                }
+                Due::TokenExpired => {
+                    self.local.c.token_expired_closes += 1;
+                    self.close_ws(slot, 1008, "token expired");
                 }
                 Due::IdleClose => {
                     self.local.c.idle_closes += 1;
