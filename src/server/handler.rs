@@ -224,13 +224,11 @@ pub struct WebSocket<'a, D> {
     out: &'a mut Outbound,
     topics: &'a mut Subscriptions,
     local: &'a mut Local,
-    claims: Option<&'a Claims>,
     can_send: bool,
 }
 
 impl<'a, D> WebSocket<'a, D> {
     /// The handle for connection `slot` of `local`'s worker (built by the worker's session code only).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         local: &'a mut Local,
         slot: u32,
@@ -238,7 +236,6 @@ impl<'a, D> WebSocket<'a, D> {
         data: &'a mut D,
         out: &'a mut Outbound,
         topics: &'a mut Subscriptions,
-        claims: Option<&'a Claims>,
         can_send: bool,
     ) -> Self {
         WebSocket {
@@ -248,7 +245,6 @@ impl<'a, D> WebSocket<'a, D> {
             out,
             topics,
             local,
-            claims,
             can_send,
         }
     }
@@ -264,7 +260,10 @@ impl<'a, D> WebSocket<'a, D> {
     }
     /// The verified token claims this connection was let in with (`None` when tokens are not required).
     pub fn claims(&self) -> Option<&Claims> {
-        self.claims
+        self.local
+            .admitted
+            .get(&self.slot)
+            .and_then(|a| a.claims.as_ref())
     }
     /// The application state attached at upgrade.
     pub fn data(&mut self) -> &mut D {

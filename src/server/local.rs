@@ -2,6 +2,7 @@
 //! buffer pool, the worker's topics, counters, the list of connections to flush this turn, and a close request.
 //! Everything else of the worker (the ring, the slab) stays out of the handler's reach.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::backpressure::Backpressure;
@@ -9,6 +10,7 @@ use super::outbound::{BufPool, SendStatus};
 use super::pubsub::Topics;
 use super::shared::Shared;
 use super::stats::Counters;
+use crate::door::{Claims, IpLease};
 
 pub(crate) struct Local {
     pub shared: Arc<Shared>,
@@ -21,6 +23,21 @@ pub(crate) struct Local {
     pub c: Counters,
     /// Slots that queued bytes on an empty queue this turn: each gets one send at the end of the turn.
     pub dirty: Vec<u32>,
+    /// What the door granted each connection that it granted something (a per-address slot, token claims), by
+    /// slot; removed at teardown. A side table, so that a server without per-address limits or tokens pays
+    /// nothing per connection and the connection slot does not grow.
+    pub admitted: HashMap<u32, Admitted>,
+}
+
+/// What the door granted one connection.
+#[derive(Default)]
+pub(crate) struct Admitted {
+    /// The connection's slot in the per-address table; dropping it (at teardown) releases the slot. Held only
+    /// for that drop.
+    #[allow(dead_code)]
+    pub lease: Option<IpLease>,
+    /// The verified token claims (the timers close the connection with 1008 when they expire).
+    pub claims: Option<Claims>,
 }
 
 impl Local {
@@ -34,6 +51,7 @@ impl Local {
             close_request: None,
             c: Counters::default(),
             dirty: Vec::with_capacity(1024),
+            admitted: HashMap::new(),
         }
     }
 

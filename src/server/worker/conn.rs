@@ -1,7 +1,7 @@
 //! One connection's state in the worker's slab: its socket, flags, timers, outbound queue, subscriptions and the
 //! phase it is in (reading the HTTP head, an open WebSocket, or done).
 
-use crate::door::{Claims, IpLease, Refusal};
+use crate::door::Refusal;
 use crate::proto::Connection;
 
 use super::super::outbound::{IoVecs, Outbound};
@@ -49,20 +49,6 @@ pub(super) struct Conn<D> {
     pub iov: Option<Box<IoVecs>>,
     pub topics: Subscriptions,
     pub phase: Phase<D>,
-    /// What the door granted (a per-address slot, token claims); `None` when it granted nothing to keep.
-    pub door: Option<Box<Admitted>>,
-}
-
-/// What the door granted a connection. Boxed and only present when there is something to keep, so a server
-/// without per-address limits or tokens pays 8 bytes per connection for it.
-#[derive(Default)]
-pub(super) struct Admitted {
-    /// The connection's slot in the per-address table; dropping it (at teardown) releases the slot. Held only
-    /// for that drop, never read.
-    #[allow(dead_code)]
-    pub lease: Option<IpLease>,
-    /// The verified token claims (checked by the timers: the connection is closed with 1008 when they expire).
-    pub claims: Option<Claims>,
 }
 
 impl<D> Conn<D> {
@@ -82,7 +68,6 @@ impl<D> Conn<D> {
                 since: secs,
                 refused: None,
             },
-            door: None,
         }
     }
 

@@ -159,7 +159,7 @@ fn on_request<H: Handler>(
             });
             local.note_queued(slot, before);
             if claims.is_some() {
-                conn.door.get_or_insert_with(Box::default).claims = claims;
+                local.admitted.entry(slot).or_default().claims = claims;
             }
             session::open(
                 h,

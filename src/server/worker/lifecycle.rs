@@ -9,8 +9,10 @@ use crate::uring::cqueue;
 
 use super::super::handler::{Handler, ServerContext};
 use super::super::id::{ConnId, GEN_MASK};
-use super::conn::{Admitted, Conn, Phase, ABOVE_LOW, CLOSE_AFTER_FLUSH, DEAD, PAUSED, RECV_ARMED};
+use super::super::local::Admitted;
+use super::conn::{Conn, Phase, ABOVE_LOW, CLOSE_AFTER_FLUSH, DEAD, PAUSED, RECV_ARMED};
 use super::{session, Worker, HTTP_RESERVE};
+use crate::door::IpLease;
 
 impl<H: Handler> Worker<H> {
     pub(super) fn on_accept(&mut self, res: i32, flags: u32) {
@@ -55,8 +57,15 @@ impl<H: Handler> Worker<H> {
         // A generation per slot occupant, derived from a worker-wide counter so reuse is detected.
         let gen = (self.local.c.accepted as u32) & GEN_MASK;
         let mut conn = Conn::new(fd, gen, self.clock.secs);
-        self.admit(&mut conn);
+        let lease = self.admit(&mut conn);
         let slot = self.conns.insert(conn) as u32;
+        if let Some(lease) = lease {
+            let a = Admitted {
+                lease: Some(lease),
+                claims: None,
+            };
+            self.local.admitted.insert(slot, a);
+        }
         self.local.c.accepted += 1;
         self.local.c.connections += 1;
         self.arm_recv(slot);
@@ -64,27 +73,17 @@ impl<H: Handler> Worker<H> {
 
     /// The per-address check of a new connection (only with a per-address limit configured: it costs a
     /// `getpeername` and one lock of the shared table). A refusal is answered when the request head arrives.
-    fn admit(&mut self, conn: &mut Conn<H::Data>) {
+    fn admit(&mut self, conn: &mut Conn<H::Data>) -> Option<IpLease> {
         let door = &self.local.shared.door;
-        if door.limiter().is_none() {
-            return;
-        }
-        let Some(peer) = peer_ip(conn.fd) else {
-            return;
-        };
+        door.limiter()?;
+        let peer = peer_ip(conn.fd)?;
         match door.admit(peer, self.clock.now) {
-            Ok(lease) => {
-                conn.door = lease.map(|l| {
-                    Box::new(Admitted {
-                        lease: Some(l),
-                        claims: None,
-                    })
-                })
-            }
+            Ok(lease) => lease,
             Err(r) => {
                 if let Phase::Http { refused, .. } = &mut conn.phase {
                     *refused = Some(Box::new(r));
                 }
+                None
             }
         }
     }
@@ -155,7 +154,7 @@ impl<H: Handler> Worker<H> {
             .topics
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);
         // Releases the per-address slot now, not when the kernel lets go of the socket.
-        conn.door = None;
+        local.admitted.remove(&slot);
         if let Phase::Ws { data, .. } = std::mem::replace(&mut conn.phase, Phase::Done) {
             local.c.websockets -= 1;
             let shared = local.shared.clone();

@@ -64,7 +64,6 @@ pub(super) fn open<H: Handler>(
     local.c.upgraded += 1;
     local.c.websockets += 1;
     if let Phase::Ws { data, .. } = &mut conn.phase {
-        let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
         let mut ws = WebSocket::new(
             local,
             slot,
@@ -72,7 +71,6 @@ pub(super) fn open<H: Handler>(
             data,
             &mut conn.out,
             &mut conn.topics,
-            claims,
             true,
         );
         h.open(&mut ws);
@@ -86,7 +84,6 @@ pub(super) fn open<H: Handler>(
 pub(super) fn drain<H: Handler>(h: &H, local: &mut Local, slot: u32, conn: &mut Conn<H::Data>) {
     if let Phase::Ws { proto, data } = &mut conn.phase {
         let can_send = proto.can_send();
-        let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
         let mut ws = WebSocket::new(
             local,
             slot,
@@ -94,7 +91,6 @@ pub(super) fn drain<H: Handler>(h: &H, local: &mut Local, slot: u32, conn: &mut 
             data,
             &mut conn.out,
             &mut conn.topics,
-            claims,
             can_send,
         );
         h.drain(&mut ws);
@@ -155,7 +151,6 @@ pub(super) fn read<H: Handler>(
     let gen = conn.gen;
     let out = &mut conn.out;
     let topics = &mut conn.topics;
-    let claims = conn.door.as_deref().and_then(|d| d.claims.as_ref());
     let mut can_send = proto.can_send();
     let mut peer_close: Option<u16> = None;
     let result = proto.handle_read(input, &mut |ev| {
@@ -171,7 +166,7 @@ pub(super) fn read<H: Handler>(
         };
         local.c.messages_in += 1;
         if local.close_request.is_none() {
-            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, claims, can_send);
+            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, can_send);
             h.message(&mut ws, msg);
             can_send = ws.can_send();
         }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use slab::Slab;
 
-use crate::door::Authenticator;
 use crate::proto::State;
 
 use super::super::config::Config;
@@ -30,26 +29,21 @@ enum Due {
     IdleClose,
     /// Its queued bytes made no progress for `send_stall_timeout`.
     Stall,
-    /// Its token expired: close it with 1008.
-    TokenExpired,
 }
 
-/// The timer limits in worker seconds, and what token expiry is judged by.
-struct Limits<'a> {
+/// The timer limits in worker seconds.
+struct Limits {
     handshake: u32,
     idle: u32,
     stall: u32,
-    /// The token verifier (for its leeway) and the wall-clock time of this sweep (token times are Unix times).
-    tokens: Option<(&'a Authenticator, SystemTime)>,
 }
 
-impl<'a> Limits<'a> {
-    fn of(cfg: &Config, auth: Option<&'a Authenticator>) -> Self {
+impl Limits {
+    fn of(cfg: &Config) -> Self {
         Limits {
             handshake: cfg.handshake_timeout.as_secs().max(1) as u32,
             idle: cfg.idle_timeout.as_secs() as u32,
             stall: cfg.send_stall_timeout.as_secs().max(1) as u32,
-            tokens: auth.map(|a| (a, SystemTime::now())),
         }
     }
 }
@@ -70,18 +64,7 @@ fn due<D>(c: &mut Conn<D>, lim: &Limits, secs: u32, now: Instant) -> Option<Due>
                     return Some(Due::Kill(c.close_code));
                 }
             }
-            if proto.state() != State::Open {
-                return None;
-            }
-            if let (Some((auth, wall)), Some(claims)) = (
-                lim.tokens,
-                c.door.as_deref().and_then(|d| d.claims.as_ref()),
-            ) {
-                if auth.remaining(claims, wall).is_zero() {
-                    return Some(Due::TokenExpired);
-                }
-            }
-            if lim.idle == 0 {
+            if lim.idle == 0 || proto.state() != State::Open {
                 return None;
             }
             let silent = secs.wrapping_sub(c.last_rx);
@@ -135,8 +118,7 @@ impl<H: Handler> Worker<H> {
                 self.arm_accept();
             }
         }
-        let shared = self.local.shared.clone();
-        let lim = Limits::of(&shared.config, shared.door.authenticator());
+        let lim = Limits::of(&self.local.shared.config);
         let (dues, queued) = scan(&mut self.conns, &lim, self.clock.secs, now);
         self.local.c.outbound_bytes = queued;
         for (slot, d) in dues {
@@ -150,10 +132,6 @@ impl<H: Handler> Worker<H> {
                     self.local.c.send_stalls += 1;
                     self.kill(slot, 1006);
                 }
-                Due::TokenExpired => {
-                    self.local.c.token_expired_closes += 1;
-                    self.close_ws(slot, 1008, "token expired");
-                }
                 Due::IdleClose => {
                     self.local.c.idle_closes += 1;
                     self.close_ws(slot, 1001, "idle timeout");
@@ -163,6 +141,37 @@ impl<H: Handler> Worker<H> {
                     c.flags |= PING_SENT;
                     session::ping(&mut self.local, slot, &mut c.out);
                 }
+            }
+        }
+        self.close_expired_tokens();
+    }
+
+    /// Close with 1008 every open WebSocket whose token has expired (`exp + leeway` passed). Looks only at the
+    /// connections that carry claims (the door's side table), judged by the wall clock (token times are Unix times).
+    fn close_expired_tokens(&mut self) {
+        let Some(auth) = self.local.shared.door.authenticator() else {
+            return;
+        };
+        let wall = SystemTime::now();
+        let expired: Vec<u32> = self
+            .local
+            .admitted
+            .iter()
+            .filter(|(_, a)| {
+                a.claims
+                    .as_ref()
+                    .is_some_and(|c| auth.remaining(c, wall).is_zero())
+            })
+            .map(|(&slot, _)| slot)
+            .collect();
+        for slot in expired {
+            let open = matches!(
+                self.conns.get(slot as usize).map(|c| &c.phase),
+                Some(Phase::Ws { proto, .. }) if proto.state() == State::Open
+            );
+            if open {
+                self.local.c.token_expired_closes += 1;
+                self.close_ws(slot, 1008, "token expired");
             }
         }
     }
