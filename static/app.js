@@ -36,6 +36,13 @@
     return 'ws://127.0.0.1:1338'; // opened from file://
   }
 
+  // A page opened as /?token=JWT hands the token on to its WebSockets: a server started with --jwt-secret or
+  // --jwt-public-key requires one, and a browser cannot set an Authorization header on a WebSocket.
+  function withToken(path) {
+    const t = new URLSearchParams(location.search).get('token');
+    return t ? `${path}?token=${encodeURIComponent(t)}` : path;
+  }
+
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   function clock(date, withMs) {
     const s = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
@@ -88,7 +95,7 @@
     last: $('echo-rtt-last'), avg: $('echo-rtt-avg'), p95: $('echo-rtt-p95'),
   };
 
-  E.url.value = `${wsBase()}/echo`;
+  E.url.value = `${wsBase()}${withToken('/echo')}`;
 
   /** kind: 'sent' | 'recv' | 'sys' | 'err'; body: string or array of [className, text]. */
   function echoLog(kind, body) {
@@ -441,6 +448,10 @@
       case 'welcome':
         setMe(String(m.name ?? ''));
         chat.myNode = typeof m.node === 'string' ? m.node : null;
+        if (m.authenticated === true) {
+          // The name comes from the token: the server refuses renames.
+          for (const x of $('chat-name-form').elements) x.disabled = true;
+        }
         break;
       case 'renamed':
         setMe(String(m.name ?? ''));
@@ -485,7 +496,7 @@
     clearTimeout(chat.retryTimer);
     let ws;
     try {
-      ws = new WebSocket(`${wsBase()}/chat`);
+      ws = new WebSocket(`${wsBase()}${withToken('/chat')}`);
     } catch (err) {
       notice(`cannot connect: ${err.message}`, null, 'err');
       return;
