@@ -246,6 +246,18 @@ fn valid_token_names_the_chat_user_and_forbids_renames() {
         (&j["type"], &j["name"]),
         (&json!("joined"), &json!("alice"))
     );
+
+    // A subject that is not a fit chat name is cleaned: control characters dropped, trimmed, cut to 32 characters.
+    for (sub, name) in [
+        ("  bob \u{7}\n".to_string(), "bob".to_string()),
+        ("\u{1b}".to_string(), "user".to_string()),
+        ("z".repeat(100), "z".repeat(32)),
+    ] {
+        let t = token(&json!({"sub": sub, "exp": unix_now() + 600}));
+        let (st, _, mut s) = upgrade(addr, &format!("/chat?token={t}"), &[]);
+        assert_eq!(st, 101);
+        assert_eq!(read_json(&mut s)["name"], json!(name), "{sub:?}");
+    }
 }
 
 /// A handler that answers every message with what it sees of the connection's claims.
