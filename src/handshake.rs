@@ -33,7 +33,9 @@ const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// A parsed HTTP/1.1 request head.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The request method, case-sensitive (`GET`).
     pub method: String,
+    /// The request target as sent (`/chat?room=a`).
     pub path: String,
     /// Header names lower-cased, values as sent (trimmed), in order.
     pub headers: Vec<(String, String)>,
@@ -75,7 +77,9 @@ impl Request {
 /// large.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpError {
+    /// The status to answer with (client side: the status the server answered with, see above).
     pub status: u16,
+    /// A short explanation (not the reason phrase).
     pub reason: &'static str,
 }
 
@@ -298,6 +302,7 @@ fn host_is_valid(v: &str) -> bool {
 pub struct Upgrade {
     /// `Sec-WebSocket-Accept` value.
     pub accept: String,
+    /// The `Origin` header, if any (browsers always send one; judged by `door::origin`).
     pub origin: Option<String>,
     /// Offered subprotocols, in order.
     pub protocols: Vec<String>,
@@ -308,7 +313,9 @@ pub struct Upgrade {
 /// Why an upgrade request was refused, as an HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    /// The status to answer with.
     pub status: u16,
+    /// A short explanation, sent as the plain-text body.
     pub reason: &'static str,
     /// Extra response headers (e.g. `Sec-WebSocket-Version: 13` with 426).
     pub headers: Vec<(&'static str, String)>,
@@ -611,6 +618,7 @@ impl ClientHandshake {
         ClientHandshake { key, accept }
     }
 
+    /// The `Sec-WebSocket-Key` this client sends (base64 of the 16 nonce bytes).
     pub fn key(&self) -> &str {
         &self.key
     }
