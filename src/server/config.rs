@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::tls::TlsFiles;
+
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowConsumerPolicy {
@@ -64,6 +66,15 @@ pub struct Config {
     /// counts it in `ringws_cross_worker_dropped_total`). Its slots are allocated and touched up front: about 56
     /// bytes each per worker (4096: ~230 KiB). A worker drains its queue every loop turn. Default 4096.
     pub cross_worker_queue: usize,
+    /// Serve TLS (https and wss) on the listener with this PEM certificate chain and key; `None` serves plain
+    /// http/ws. Loaded when the server is built (a bad file is a `StartError::Tls` naming it); reload with
+    /// `ServerHandle::tls()`. TLS 1.3 and 1.2, ALPN `http/1.1`, session resumption (tickets and a cache of 1024
+    /// TLS 1.2 sessions). An idle TLS connection holds no buffer: ~3.3 KiB of rustls state (perf/tls-choice.md).
+    /// The handshake timeout covers the TLS handshake. Default `None`.
+    pub tls: Option<TlsFiles>,
+    /// TLS handshakes a worker runs at once (CPU protection: a full handshake costs a signature); connections
+    /// accepted beyond it are closed and counted (`ringws_tls_handshakes_capped_total`). Default 256.
+    pub max_tls_handshakes_per_worker: usize,
 }
 
 impl Default for Config {
@@ -90,6 +101,8 @@ impl Default for Config {
             recv_buffer_size: 64 << 10,
             ring_entries: 4096,
             cross_worker_queue: 4096,
+            tls: None,
+            max_tls_handshakes_per_worker: 256,
         }
     }
 }
@@ -155,6 +168,9 @@ impl Config {
         }
         if self.cross_worker_queue == 0 {
             return err("cross_worker_queue", "must be non-zero");
+        }
+        if self.max_tls_handshakes_per_worker == 0 {
+            return err("max_tls_handshakes_per_worker", "must be non-zero");
         }
         Ok(())
     }

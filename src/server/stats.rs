@@ -60,6 +60,14 @@ counters! {
     cross_worker_dropped: "counter", "ringws_cross_worker_dropped_total", "Publishes not delivered to another worker because its queue was full.";
     loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
+    tls_handshakes: "counter", "ringws_tls_handshakes_total", "TLS handshakes completed (full and resumed).";
+    tls_resumed: "counter", "ringws_tls_resumed_total", "TLS handshakes that resumed a session (ticket or session id).";
+    tls_handshaking: "gauge", "ringws_tls_handshakes_in_progress", "TLS handshakes under way.";
+    tls_capped: "counter", "ringws_tls_handshakes_capped_total", "Connections closed at accept because max_tls_handshakes_per_worker handshakes were under way.";
+    tls_plain_http: "counter", "ringws_tls_plain_http_total", "Plain HTTP requests on the TLS port (answered 400, closed).";
+    tls_not_tls: "counter", "ringws_tls_not_tls_total", "Connections on the TLS port whose first bytes were neither TLS nor HTTP (closed).";
+    tls_peer_alerts: "counter", "ringws_tls_peer_alerts_total", "TLS connections the peer aborted with a fatal alert.";
+    tls_errors: "counter", "ringws_tls_errors_total", "TLS connections failed for a protocol error, an offer we do not support, or too much incomplete input.";
 }
 
 /// Counters summed over every worker, plus facts about the server.

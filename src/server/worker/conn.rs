@@ -2,6 +2,7 @@
 //! phase it is in (reading the HTTP head, an open WebSocket, or done).
 
 use crate::proto::Connection;
+use crate::tls::TlsSession;
 
 use super::super::outbound::{IoVecs, Outbound};
 use super::super::pubsub::Subscriptions;
@@ -43,6 +44,8 @@ pub(super) struct Conn<D> {
     pub iov: Option<Box<IoVecs>>,
     pub topics: Subscriptions,
     pub phase: Phase<D>,
+    /// The TLS session on a TLS listener (boxed: a plain connection pays one pointer).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl<D> Conn<D> {
@@ -61,6 +64,7 @@ impl<D> Conn<D> {
                 buf: Vec::new(),
                 since: secs,
             },
+            tls: None,
         }
     }
 

@@ -52,9 +52,22 @@ impl<H: Handler> Worker<H> {
                 std::mem::size_of::<libc::c_int>() as u32,
             )
         };
+        let tls = match &mut self.tls {
+            Some(tw) => match tw.accept(&mut self.local.c) {
+                Some(s) => Some(s),
+                None => {
+                    // SAFETY: `fd` was just returned by accept and is owned by nobody else.
+                    unsafe { libc::close(fd) };
+                    return;
+                }
+            },
+            None => None,
+        };
         // A generation per slot occupant, derived from a worker-wide counter so reuse is detected.
         let gen = (self.local.c.accepted as u32) & GEN_MASK;
-        let slot = self.conns.insert(Conn::new(fd, gen, self.clock.secs)) as u32;
+        let mut conn = Conn::new(fd, gen, self.clock.secs);
+        conn.tls = tls;
+        let slot = self.conns.insert(conn) as u32;
         self.local.c.accepted += 1;
         self.local.c.connections += 1;
         self.arm_recv(slot);
@@ -122,6 +135,9 @@ impl<H: Handler> Worker<H> {
         conn.flags |= DEAD;
         let gen = conn.gen;
         let local = &mut self.local;
+        if let Some(t) = conn.tls.take() {
+            super::tls::forget(&mut local.c, &t);
+        }
         local
             .topics
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);
