@@ -2,7 +2,7 @@
 # scripts/test.sh -- the whole test suite, from a fresh machine (this is the README's test command; CI runs it).
 #
 # 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool; npm: playwright-core;
-#    PyPI: Autobahn's wstest; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
+#    PyPI: Autobahn's wstest, websockets; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
 #    promtool check of /metrics, the load client against the server;
 # 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port;
@@ -29,6 +29,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "not root: cannot apt-get install ${need_apt[*]} (the tests that need them will say so)"
   fi
 fi
+# The wss test (tests/tls_server.rs) drives Python `websockets` (>= 13, for its asyncio client) over TLS.
+python3 -c 'import websockets.asyncio.client' 2>/dev/null \
+  || python3 -m pip install --quiet 'websockets>=13' \
+  || echo "cannot install Python websockets (the wss test will say so)"
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
