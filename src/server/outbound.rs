@@ -120,24 +120,26 @@ impl SegQueue {
         if i == 0 {
             self.first.as_ref()
         } else {
-            self.rest.get(i - 1)
+            self.rest.as_ref()?.get(i - 1)
         }
     }
     fn get_mut(&mut self, i: usize) -> Option<&mut Seg> {
         if i == 0 {
             self.first.as_mut()
         } else {
-            self.rest.get_mut(i - 1)
+            self.rest.as_mut()?.get_mut(i - 1)
         }
     }
     /// Insert at position `i` (<= len).
     fn insert(&mut self, i: usize, s: Seg) {
         if i == 0 {
             if let Some(f) = self.first.replace(s) {
-                self.rest.push_front(f);
+                self.rest.get_or_insert_with(Default::default).push_front(f);
             }
         } else {
-            self.rest.insert(i - 1, s);
+            self.rest
+                .get_or_insert_with(Default::default)
+                .insert(i - 1, s);
         }
     }
     /// Remove the segment at position `i` (< len).
@@ -145,7 +147,10 @@ impl SegQueue {
         if i == 0 {
             self.pop_front().expect("i < len")
         } else {
-            self.rest.remove(i - 1).expect("i < len")
+            self.rest
+                .as_mut()
+                .and_then(|r| r.remove(i - 1))
+                .expect("i < len")
         }
     }
     fn shrink(&mut self) {
