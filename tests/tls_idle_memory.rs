@@ -59,7 +59,11 @@ fn upgrade(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Tls {
         assert!(n > 0, "server closed during the handshake");
         head.extend_from_slice(&b[..n]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }
 
@@ -100,7 +104,15 @@ fn idle_wss_connections_hold_no_buffers() {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_ringws"))
         // No idle pings: a slow machine may take longer than half the idle timeout to open them all.
-        .args(["--workers", "1", "--no-pin", "--idle-timeout", "0", "--port", &port.to_string()])
+        .args([
+            "--workers",
+            "1",
+            "--no-pin",
+            "--idle-timeout",
+            "0",
+            "--port",
+            &port.to_string(),
+        ])
         .arg("--tls-cert")
         .arg(&files.cert)
         .arg("--tls-key")
@@ -115,7 +127,10 @@ fn idle_wss_connections_hold_no_buffers() {
     let pid = srv.0.id();
     let t = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(10), "server did not start");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Full handshakes only (no resumption), as a crowd of new clients would do.

@@ -389,3 +389,30 @@ fn client_without_alpn_is_served() {
     assert_eq!(p.server.alpn_protocol(), None);
     p.client_sends(b"hi").unwrap();
 }
+
+/// Found by the `tls` fuzz target: a handshake message longer than its record, then an error, made the alert flush
+/// call rustls with an empty buffer while its handshake joiner still pointed into the input, and rustls panicked.
+#[test]
+fn oversized_handshake_message_then_error_does_not_panic() {
+    let (store, _cert, _dir) = store();
+    let mut input = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x04, 0x03, 0x04, 0x03, 0x03, 0x00, 0x2d, 0x00, 0x02, 0x01,
+        0x01,
+    ];
+    input.resize(0x205, 0);
+    for cut in [input.len(), 7, 100, 300] {
+        let mut s = store.acceptor().accept().unwrap();
+        let mut out = Vec::new();
+        let mut res = Ok(Default::default());
+        for chunk in input.chunks(cut) {
+            res = s.read_tls(&mut chunk.to_vec(), &mut out, &mut |_| {
+                panic!("no plaintext")
+            });
+            if res.is_err() {
+                break;
+            }
+        }
+        let err = res.expect_err("refused");
+        assert!(matches!(err, TlsError::Protocol(_)), "{err:?}");
+    }
+}

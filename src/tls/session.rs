@@ -156,13 +156,7 @@ impl TlsSession {
             self.flags |= HANDSHAKE_DONE;
             outcome.handshake_completed = true;
         }
-        match res {
-            Ok(()) => Ok(outcome),
-            Err(e) => {
-                self.flush_alert(out);
-                Err(self.fail(e))
-            }
-        }
+        res.map(|()| outcome).map_err(|e| self.fail(e))
     }
 
     fn read_inner(
@@ -313,22 +307,6 @@ impl TlsSession {
         }
     }
 
-    /// After a failure rustls usually has a fatal alert queued: put it in `out` (best effort).
-    fn flush_alert(&mut self, out: &mut Vec<u8>) {
-        for _ in 0..4 {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
-            match state {
-                Ok(ConnectionState::EncodeTlsData(mut enc)) => {
-                    if encode(&mut enc, out).is_err() {
-                        return;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
-                _ => return,
-            }
-        }
-    }
-
     fn fail(&mut self, e: TlsError) -> TlsError {
         self.flags |= FAILED;
         self.pending = Vec::new();
@@ -349,7 +327,10 @@ fn drive(
     loop {
         let UnbufferedStatus { mut discard, state } = conn.process_tls_records(&mut buf[used..]);
         let stop = match state {
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                flush_alert(conn, &mut buf[used + discard..], out);
+                return Err(e.into());
+            }
             Ok(ConnectionState::ReadTraffic(mut rt)) => {
                 while let Some(rec) = rt.next_record() {
                     let rec = rec?;
@@ -379,6 +360,23 @@ fn drive(
         used += discard;
         if stop {
             return Ok(used);
+        }
+    }
+}
+
+/// After a failure rustls usually has a fatal alert queued: put it in `out`. Only while rustls says it has records
+/// to send, so that it pops them and never deframes again: re-reading the failed input would make it fail (and
+/// alert) twice, and an empty slice would not match what its handshake joiner points into.
+fn flush_alert(conn: &mut UnbufferedServerConnection, rest: &mut [u8], out: &mut Vec<u8>) {
+    while conn.wants_write() {
+        let UnbufferedStatus { state, .. } = conn.process_tls_records(rest);
+        match state {
+            Ok(ConnectionState::EncodeTlsData(mut enc)) => {
+                if encode(&mut enc, out).is_err() {
+                    return;
+                }
+            }
+            _ => return,
         }
     }
 }
