@@ -31,6 +31,11 @@ fn handshake_and_echo_both_versions() {
         assert_eq!(p.server.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(p.client.alpn_protocol(), Some(&b"http/1.1"[..]));
         assert_eq!(p.server.is_resumed(), Some(false));
+        assert_eq!(
+            p.server.is_handed_over(),
+            want == ProtocolVersion::TLSv1_3,
+            "TLS 1.3 goes to the record layer after the handshake, TLS 1.2 stays with rustls"
+        );
         p.client_sends(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .unwrap();
         p.server_sends(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
@@ -79,6 +84,7 @@ proptest! {
     #[test]
     fn any_split_gives_the_same_plaintext(
         tls13 in any::<bool>(),
+        key_updates in any::<bool>(),
         cuts in prop::collection::vec(1usize..700, 1..12),
         msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20_000), 1..5),
     ) {
@@ -87,7 +93,13 @@ proptest! {
         let mut p = pair(&store, &client_config(&cert.der, v));
         p.cuts = cuts;
         p.handshake().unwrap();
+        if key_updates {
+            p.server.set_key_update_interval(3);
+        }
         for m in &msgs {
+            if key_updates && tls13 {
+                p.client.refresh_traffic_keys().unwrap();
+            }
             p.client_sends(m).unwrap();
             p.server_sends(m).unwrap();
         }
@@ -414,5 +426,97 @@ fn oversized_handshake_message_then_error_does_not_panic() {
         }
         let err = res.expect_err("refused");
         assert!(matches!(err, TlsError::Protocol(_)), "{err:?}");
+    }
+}
+
+#[test]
+fn key_updates_both_ways_after_the_hand_over() {
+    let (store, cert, _dir) = store();
+    let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+    p.handshake().unwrap();
+    assert!(p.server.is_handed_over());
+    for i in 0..4 {
+        // The client asks for an update: the server takes new receive keys and answers with new send keys.
+        p.client.refresh_traffic_keys().unwrap();
+        p.client_sends(format!("after client key update {i}").as_bytes())
+            .unwrap();
+        p.server_sends(format!("answer {i}").as_bytes()).unwrap();
+    }
+    // The server updates its own keys every 2 records (in real use: before the cipher's confidentiality limit).
+    p.server.set_key_update_interval(2);
+    for i in 0..10 {
+        p.server_sends(format!("server record {i}").as_bytes())
+            .unwrap();
+        p.client_sends(b"still reading").unwrap();
+    }
+    assert!(p.client_error.is_none());
+    assert_eq!(p.server.pending_len(), 0);
+}
+
+#[test]
+fn records_after_the_hand_over_are_checked() {
+    let (store, cert, _dir) = store();
+    let cfg = client_config(&cert.der, &rustls::version::TLS13);
+    // A record claiming more than 16 KiB + 256 of ciphertext.
+    let mut p = pair(&store, &cfg);
+    p.handshake().unwrap();
+    let err = p.feed_server(&[0x17, 3, 3, 0x41, 0x01]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TlsError::Protocol(rustls::Error::PeerSentOversizedRecord)
+        ),
+        "{err:?}"
+    );
+    assert!(
+        matches!(
+            p.client_error,
+            Some(rustls::Error::AlertReceived(
+                AlertDescription::RecordOverflow
+            ))
+        ),
+        "{:?}",
+        p.client_error
+    );
+    // An unprotected record type after the handshake.
+    let mut p = pair(&store, &cfg);
+    p.handshake().unwrap();
+    let err = p.feed_server(&[0x16, 3, 3, 0, 1, 0]).unwrap_err();
+    assert_eq!(err.reason(), "protocol", "{err:?}");
+    assert!(
+        matches!(
+            p.client_error,
+            Some(rustls::Error::AlertReceived(
+                AlertDescription::UnexpectedMessage
+            ))
+        ),
+        "{:?}",
+        p.client_error
+    );
+    // A protected record too short to hold a tag.
+    let mut p = pair(&store, &cfg);
+    p.handshake().unwrap();
+    let err = p.feed_server(&[0x17, 3, 3, 0, 3, 1, 2, 3]).unwrap_err();
+    assert_eq!(err.reason(), "protocol", "{err:?}");
+}
+
+#[test]
+fn every_tls13_suite_after_the_hand_over() {
+    let (store, cert, _dir) = store();
+    for suite in ["AES_128_GCM", "AES_256_GCM", "CHACHA20_POLY1305"] {
+        let mut p = pair(&store, &client_config_suite(&cert.der, suite));
+        p.cuts = vec![1, 5, 300];
+        p.handshake().unwrap();
+        assert!(p.server.is_handed_over(), "{suite}");
+        assert!(
+            format!("{:?}", p.client.negotiated_cipher_suite().unwrap().suite()).contains(suite),
+            "{suite} negotiated"
+        );
+        let big: Vec<u8> = (0..40_000).map(|i| (i % 253) as u8).collect();
+        p.client_sends(&big).unwrap();
+        p.server_sends(&big).unwrap();
+        p.client.refresh_traffic_keys().unwrap();
+        p.client_sends(b"after a key update").unwrap();
+        p.server_sends(b"ok").unwrap();
     }
 }

@@ -198,6 +198,8 @@ fn build(
         config.send_tls13_tickets = 0;
     }
     config.max_early_data_size = 0;
+    // TLS 1.3 sessions are handed over to the crate's record layer after the handshake (session.rs).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 

@@ -22,6 +22,7 @@
 //! post-handshake messages the kernel hands back). Not built: this machine's kernel has no `CONFIG_TLS`.
 
 pub mod config;
+mod record;
 pub mod session;
 pub mod sniff;
 

@@ -7,6 +7,7 @@
 //! a handshake message split over records) between two reads, in `pending`, which is freed as soon as it empties.
 //! `perf/tls-choice.md` has the measurements behind this choice.
 
+use super::record::Records;
 use super::sniff::{sniff, Sniff};
 use super::TlsError;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -42,6 +43,18 @@ const HANDSHAKE_DONE: u8 = 2;
 const PEER_CLOSED: u8 = 4;
 const CLOSE_SENT: u8 = 8;
 const FAILED: u8 = 16;
+const RESUMED: u8 = 32;
+const ALPN: u8 = 64;
+
+/// Where the session's TLS state lives.
+enum Inner {
+    /// During the handshake, and for a TLS 1.2 session throughout: rustls' unbuffered connection.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// A TLS 1.3 session after its handshake: the traffic keys and this crate's record layer (`record.rs`).
+    Records(Box<Records>),
+    /// After a failed hand-over (the session is failed).
+    Gone,
+}
 
 /// A server TLS session. Call order, per connection:
 ///
@@ -55,9 +68,13 @@ const FAILED: u8 = 16;
 /// After any error, queue what [`read_tls`](Self::read_tls) left in `out` (usually a fatal alert), send it if
 /// cheap, and close the connection; the session refuses further input.
 ///
-/// `size_of::<TlsSession>()` is 40 bytes; rustls' state is boxed so a connection slot without TLS pays nothing more.
+/// `size_of::<TlsSession>()` is 48 bytes; the TLS state is boxed.
+///
+/// A TLS 1.3 session, once its handshake completes, is handed over from rustls to this crate's record layer
+/// (rustls' kernel-offload API: it keeps only what derives the next keys), which keeps a few hundred bytes instead
+/// of rustls' ~3.3 KiB. TLS 1.2 sessions stay with rustls.
 pub struct TlsSession {
-    conn: Box<UnbufferedServerConnection>,
+    inner: Inner,
     /// Bytes received but not yet consumed by rustls (an incomplete record); empty and unallocated while idle.
     pending: Vec<u8>,
     flags: u8,
@@ -67,6 +84,7 @@ impl std::fmt::Debug for TlsSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsSession")
             .field("handshaking", &self.is_handshaking())
+            .field("handed_over", &self.is_handed_over())
             .field("pending", &self.pending.len())
             .field("flags", &self.flags)
             .finish()
@@ -76,7 +94,7 @@ impl std::fmt::Debug for TlsSession {
 impl TlsSession {
     pub(crate) fn new(conn: UnbufferedServerConnection) -> Self {
         Self {
-            conn: Box::new(conn),
+            inner: Inner::Rustls(Box::new(conn)),
             pending: Vec::new(),
             flags: 0,
         }
@@ -90,19 +108,38 @@ impl TlsSession {
 
     /// The handshake was an abbreviated one (session resumption by ticket or session id). `None` while handshaking.
     pub fn is_resumed(&self) -> Option<bool> {
-        self.conn
-            .handshake_kind()
-            .map(|k| k == HandshakeKind::Resumed)
+        (!self.is_handshaking()).then_some(self.flags & RESUMED != 0)
     }
 
     /// The negotiated TLS version, once known.
     pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
-        self.conn.protocol_version()
+        match &self.inner {
+            Inner::Rustls(c) => c.protocol_version(),
+            Inner::Records(_) => Some(rustls::ProtocolVersion::TLSv1_3),
+            Inner::Gone => None,
+        }
     }
 
     /// The ALPN protocol agreed with the client (`http/1.1`), if the client offered ALPN.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        match &self.inner {
+            Inner::Rustls(c) => c.alpn_protocol(),
+            _ => (self.flags & ALPN != 0).then_some(&b"http/1.1"[..]),
+        }
+    }
+
+    /// Whether the session runs on this crate's TLS 1.3 record layer (handed over after its handshake).
+    pub fn is_handed_over(&self) -> bool {
+        matches!(self.inner, Inner::Records(_))
+    }
+
+    /// Tests only: how many records one send key protects before the session updates it (TLS 1.3 after the
+    /// hand-over; the default is the cipher's confidentiality limit).
+    #[doc(hidden)]
+    pub fn set_key_update_interval(&mut self, records: u64) {
+        if let Inner::Records(r) = &mut self.inner {
+            r.set_tx_limit(records);
+        }
     }
 
     /// The peer sent `close_notify`.
@@ -152,11 +189,47 @@ impl TlsSession {
         if outcome.peer_closed {
             self.flags |= PEER_CLOSED;
         }
-        if self.flags & HANDSHAKE_DONE == 0 && !self.conn.is_handshaking() {
-            self.flags |= HANDSHAKE_DONE;
-            outcome.handshake_completed = true;
+        if let Err(e) = res {
+            return Err(self.fail(e));
         }
-        res.map(|()| outcome).map_err(|e| self.fail(e))
+        if let Inner::Rustls(c) = &self.inner {
+            if self.flags & HANDSHAKE_DONE == 0 && !c.is_handshaking() {
+                self.flags |= HANDSHAKE_DONE;
+                if c.handshake_kind() == Some(HandshakeKind::Resumed) {
+                    self.flags |= RESUMED;
+                }
+                if c.alpn_protocol().is_some() {
+                    self.flags |= ALPN;
+                }
+                outcome.handshake_completed = true;
+                self.hand_over()?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// A TLS 1.3 session whose handshake completed goes from rustls to the record layer, unless rustls still has
+    /// records to send (then it stays with rustls, which is only bigger).
+    fn hand_over(&mut self) -> Result<(), TlsError> {
+        let ready = matches!(&self.inner, Inner::Rustls(c)
+            if c.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3) && !c.wants_write());
+        if !ready {
+            return Ok(());
+        }
+        let Inner::Rustls(conn) = std::mem::replace(&mut self.inner, Inner::Gone) else {
+            return Ok(());
+        };
+        let records = conn
+            .dangerous_into_kernel_connection()
+            .map_err(TlsError::from)
+            .and_then(|(secrets, kernel)| Records::new(secrets, kernel, self.is_peer_closed()));
+        match records {
+            Ok(r) => {
+                self.inner = Inner::Records(Box::new(r));
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
     }
 
     fn read_inner(
@@ -177,12 +250,12 @@ impl TlsSession {
                 self.pending.extend_from_slice(head);
                 data = rest;
             }
-            let used = drive(&mut self.conn, &mut self.pending, out, sink, outcome)?;
+            let used = drive_inner(&mut self.inner, &mut self.pending, out, sink, outcome)?;
             self.pending.drain(..used);
             if !self.pending.is_empty() {
                 // Still incomplete (or a handshake message spans records rustls must see contiguously).
                 self.pending.extend_from_slice(data);
-                let used = drive(&mut self.conn, &mut self.pending, out, sink, outcome)?;
+                let used = drive_inner(&mut self.inner, &mut self.pending, out, sink, outcome)?;
                 self.pending.drain(..used);
                 return self.keep_pending_small();
             }
@@ -191,7 +264,7 @@ impl TlsSession {
         if data.is_empty() {
             return Ok(());
         }
-        let used = drive(&mut self.conn, data, out, sink, outcome)?;
+        let used = drive_inner(&mut self.inner, data, out, sink, outcome)?;
         let rest = &data[used..];
         if rest.len() > MAX_PENDING_TLS {
             return Err(TlsError::TooLarge);
@@ -223,6 +296,13 @@ impl TlsSession {
         if self.flags & (FAILED | CLOSE_SENT) != 0 {
             return Err(TlsError::Closed);
         }
+        if let Inner::Records(r) = &mut self.inner {
+            let res = r.encrypt(plaintext, out);
+            if res.is_err() {
+                self.flags |= FAILED;
+            }
+            return res;
+        }
         let records = plaintext.len().div_ceil(MAX_FRAGMENT);
         let guess = plaintext.len() + records * RECORD_OVERHEAD + 64;
         self.with_write_traffic(out, |wt, out| {
@@ -252,6 +332,9 @@ impl TlsSession {
             return Ok(false);
         }
         self.flags |= CLOSE_SENT;
+        if let Inner::Records(r) = &mut self.inner {
+            return r.close(out).map(|()| true);
+        }
         self.with_write_traffic(out, |wt, out| {
             let start = out.len();
             out.resize(start + 64, 0);
@@ -270,10 +353,12 @@ impl TlsSession {
         out: &mut Vec<u8>,
         f: impl FnOnce(&mut WriteTraffic<'_, ServerConnectionData>, &mut Vec<u8>) -> Result<R, TlsError>,
     ) -> Result<R, TlsError> {
+        let Inner::Rustls(conn) = &mut self.inner else {
+            return Err(TlsError::Closed);
+        };
         let mut f = Some(f);
         loop {
-            let UnbufferedStatus { discard, state } =
-                self.conn.process_tls_records(&mut self.pending);
+            let UnbufferedStatus { discard, state } = conn.process_tls_records(&mut self.pending);
             let result = match state.map_err(TlsError::from) {
                 Err(e) => Some(Err(e)),
                 Ok(ConnectionState::EncodeTlsData(mut enc)) => encode(&mut enc, out).err().map(Err),
@@ -311,6 +396,21 @@ impl TlsSession {
         self.flags |= FAILED;
         self.pending = Vec::new();
         e
+    }
+}
+
+/// Feeds `buf` to whichever holds the session's state; returns how many bytes at the front it is done with.
+fn drive_inner(
+    inner: &mut Inner,
+    buf: &mut [u8],
+    out: &mut Vec<u8>,
+    sink: &mut dyn FnMut(&[u8]),
+    outcome: &mut ReadOutcome,
+) -> Result<usize, TlsError> {
+    match inner {
+        Inner::Rustls(conn) => drive(conn, buf, out, sink, outcome),
+        Inner::Records(r) => r.read(buf, out, sink, outcome),
+        Inner::Gone => Err(TlsError::Closed),
     }
 }
 
@@ -441,6 +541,6 @@ mod tests {
 
     #[test]
     fn session_is_small() {
-        assert!(std::mem::size_of::<TlsSession>() <= 40);
+        assert!(std::mem::size_of::<TlsSession>() <= 48);
     }
 }

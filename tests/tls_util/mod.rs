@@ -78,6 +78,16 @@ pub fn client_config(
     client_config_with(trust, version, rustls::crypto::ring::default_provider())
 }
 
+/// A TLS 1.3 client that offers only the suite whose name contains `suite` (e.g. "AES_128_GCM").
+pub fn client_config_suite(trust: &CertificateDer<'static>, suite: &str) -> Arc<ClientConfig> {
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.retain(|s| {
+        s.version() == &rustls::version::TLS13 && format!("{:?}", s.suite()).contains(suite)
+    });
+    assert_eq!(provider.cipher_suites.len(), 1, "one suite named {suite}");
+    client_config_with(trust, &rustls::version::TLS13, provider)
+}
+
 fn client_config_with(
     trust: &CertificateDer<'static>,
     version: &'static SupportedProtocolVersion,
