@@ -1,11 +1,12 @@
 //! One server-side TLS session, sans-IO: ciphertext in, plaintext out to the layer above; plaintext in, ciphertext
 //! out to be queued for sending.
 //!
-//! Built on rustls' unbuffered API (`UnbufferedServerConnection`): rustls decrypts records out of the bytes the
-//! caller passes (the provided receive buffer) and encrypts into a buffer the caller owns, so the session keeps no
-//! plaintext or ciphertext buffer of its own. The only bytes it ever holds are the tail of an incomplete record (or of
-//! a handshake message split over records) between two reads, in `pending`, which is freed as soon as it empties.
-//! `perf/tls-choice.md` has the measurements behind this choice.
+//! The handshake (and a TLS 1.2 session throughout) runs on rustls' unbuffered API (`UnbufferedServerConnection`):
+//! rustls decrypts records out of the bytes the caller passes (the provided receive buffer) and encrypts into a
+//! buffer the caller owns. A TLS 1.3 session is then handed over to `record.rs`, which decrypts in place and keeps
+//! only the traffic keys. Either way the session keeps no plaintext or ciphertext buffer of its own: the only bytes it
+//! ever holds are the tail of an incomplete record (or of a handshake message split over records) between two reads,
+//! in `pending`, freed as soon as it empties. `perf/tls-choice.md` has the measurements behind this design.
 
 use super::record::Records;
 use super::sniff::{sniff, Sniff};
