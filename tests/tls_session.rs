@@ -115,6 +115,40 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
+
+    /// Arbitrary bytes after a completed handshake (after some valid records, maybe inside a record-shaped header)
+    /// end in an error or are held as an incomplete record; never a panic, never plaintext that was not sent.
+    #[test]
+    fn garbage_after_the_handshake_never_panics(
+        tls13 in any::<bool>(),
+        header in any::<bool>(),
+        typ in prop::sample::select(vec![0x14u8, 0x15, 0x16, 0x17, 0x18, 0x00]),
+        junk in prop::collection::vec(any::<u8>(), 0..600),
+        cut in 1usize..64,
+    ) {
+        let (store, cert, _dir) = store();
+        let v = if tls13 { VERSIONS[0].0 } else { VERSIONS[1].0 };
+        let mut p = pair(&store, &client_config(&cert.der, v));
+        p.handshake().unwrap();
+        p.client_sends(b"valid first").unwrap();
+        let mut bytes = Vec::new();
+        if header {
+            bytes.extend_from_slice(&[typ, 3, 3]);
+            bytes.extend_from_slice(&(junk.len() as u16).to_be_bytes());
+        }
+        bytes.extend_from_slice(&junk);
+        p.cuts = vec![cut];
+        let before = p.server_got.clone();
+        match p.feed_server(&bytes) {
+            Ok(()) => prop_assert!(p.server.pending_len() <= bytes.len()),
+            Err(e) => prop_assert!(!e.reason().is_empty()),
+        }
+        prop_assert_eq!(p.server_got, before, "no plaintext from garbage");
+    }
+}
+
 #[test]
 fn resumption_both_versions() {
     let (store, cert, _dir) = store();
