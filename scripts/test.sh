@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # scripts/test.sh -- the whole test suite, from a fresh machine (this is the README's test command; CI runs it).
 #
-# 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool; npm: playwright-core;
+# 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool, redis-server for the
+#    cross-node pub/sub tests; npm: playwright-core;
 #    PyPI: Autobahn's wstest, websockets; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
 #    promtool check of /metrics, the load client against the server;
 # 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port, over
-#    http and again over https (wss);
+#    http and again over https (wss), then the chat across two `ringws --redis` nodes (scripts/browser-nodes-test.sh);
 # 4. the Autobahn|Testsuite gate against /echo (every case as in autobahn/expected.json);
 # 5. bounded fuzzing: each cargo-fuzz target for $FUZZ_SECONDS (default 60) seconds; fails on any crash.
 #
@@ -21,6 +22,7 @@ step "install test dependencies (idempotent)"
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -42,7 +44,8 @@ if [ "${SKIP_FUZZ:-0}" != 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 step "cargo test --workspace"
-cargo test --workspace
+# The broker tests start their own redis-server on free loopback ports; here a missing one is a failure, not a skip.
+RINGWS_REQUIRE_REDIS=1 cargo test --workspace
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   step "browser test (headless Chromium)"
@@ -74,6 +77,9 @@ if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   NODE_EXTRA_CA_CERTS="$TLSDIR/cert.pem" RINGWS_URL="https://127.0.0.1:$PORT" bash scripts/browser-test.sh
   kill -INT $SRV; wait $SRV; trap - EXIT
   rm -rf "$TLSDIR"
+
+  step "browser test across two nodes (Redis)"
+  bash scripts/browser-nodes-test.sh target/release/ringws
 fi
 
 if [ "${SKIP_AUTOBAHN:-0}" != 1 ]; then

@@ -5,6 +5,7 @@
 //! - [`proto`]: the sans-IO RFC 6455 core: frame codec, message assembly, UTF-8, close state machine, limits.
 //! - [`handshake`]: HTTP/1.1 upgrade parsing and responses (server) and the client handshake (for `loadtest`).
 //! - [`tls`]: the sans-IO TLS layer (rustls, unbuffered API): certificates, reload, one session per connection.
+//! - [`broker`]: pub/sub across nodes through Redis (one bridge thread per process, never in a worker's way).
 //! - [`mask`]: the XOR unmask kernel (scalar reference, word-wise, SSE2/AVX2/AVX-512, runtime dispatch).
 //! - `uring`: the io_uring driver, the only code that talks to the kernel's ring (public with the `internals`
 //!   feature, for the load client).
@@ -13,6 +14,7 @@
 //! public API only.
 #![warn(unreachable_pub, missing_docs)]
 
+pub mod broker;
 pub mod handshake;
 pub mod mask;
 pub mod proto;

@@ -277,6 +277,7 @@
   const chat = {
     ws: null,
     myName: '',
+    myNode: null,          // this server's node label when rooms span nodes (--redis); counts are per node
     wantName: '',          // name the user asked for; re-sent after a reconnect
     rooms: new Map(),      // room -> { tab, count, badge, log, unread, n }
     active: null,
@@ -370,7 +371,7 @@
     if (typeof n !== 'number') return;
     r.n = n;
     r.count.textContent = String(n);
-    r.count.title = `${n} in room`;
+    r.count.title = chat.myNode ? `${n} in room on this node (${chat.myNode})` : `${n} in room`;
   }
 
   function selectRoom(name) {
@@ -422,6 +423,15 @@
     if (!C.name.value) C.name.placeholder = name;
   }
 
+  // Member counts are per node: an event from another node reports that node's members, not ours.
+  function fromHere(m) {
+    return typeof m.node !== 'string' || m.node === chat.myNode;
+  }
+
+  function whereCount(m) {
+    return fromHere(m) ? `${m.count} here` : `${m.count} on node ${m.node}`;
+  }
+
   function onChatMessage(raw) {
     let m;
     try { m = JSON.parse(raw); } catch { return; }
@@ -430,6 +440,7 @@
     switch (m.type) {
       case 'welcome':
         setMe(String(m.name ?? ''));
+        chat.myNode = typeof m.node === 'string' ? m.node : null;
         break;
       case 'renamed':
         setMe(String(m.name ?? ''));
@@ -443,16 +454,16 @@
         const fresh = !chat.rooms.has(room);
         const r = ensureRoom(room);
         if (mine && fresh) selectRoom(room);
-        setCount(r, m.count);
+        if (fromHere(m)) setCount(r, m.count);
         const who = mine && fresh ? 'you' : String(m.name);
-        roomLine(r, 'presence', null, `${who} joined #${room} (${m.count} here)`);
+        roomLine(r, 'presence', null, `${who} joined #${room} (${whereCount(m)})`);
         break;
       }
       case 'left': {
         const r = room !== null && chat.rooms.get(room);
         if (!r) break;
-        setCount(r, m.count);
-        roomLine(r, 'presence', null, `${m.name} left #${room} (${m.count} here)`);
+        if (fromHere(m)) setCount(r, m.count);
+        roomLine(r, 'presence', null, `${m.name} left #${room} (${whereCount(m)})`);
         break;
       }
       case 'message': {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broker::BrokerConfig;
 use crate::tls::TlsFiles;
 
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
@@ -66,6 +67,11 @@ pub struct Config {
     /// counts it in `ringws_cross_worker_dropped_total`). Its slots are allocated and touched up front: about 56
     /// bytes each per worker (4096: ~230 KiB). A worker drains its queue every loop turn. Default 4096.
     pub cross_worker_queue: usize,
+    /// Pub/sub across nodes through Redis (`BrokerConfig::new("redis://HOST:PORT/DB")`; its limits are documented
+    /// there). Default `None`: topics stay within this process. With it, one bridge thread per server subscribes
+    /// the channels of the topics this node has subscribers for; Redis being down is not a start error (the
+    /// server serves locally, reports `degraded`, and keeps retrying).
+    pub broker: Option<BrokerConfig>,
     /// Serve TLS (https and wss) on the listener with this PEM certificate chain and key; `None` serves plain
     /// http/ws. Loaded when the server is built (a bad file is a `StartError::Tls` naming it); reload with
     /// `ServerHandle::tls()`. TLS 1.3 and 1.2, ALPN `http/1.1`, session resumption (tickets and a cache of 1024
@@ -102,6 +108,7 @@ impl Default for Config {
             recv_buffer_size: 64 << 10,
             ring_entries: 4096,
             cross_worker_queue: 4096,
+            broker: None,
             tls: None,
             max_tls_handshakes_per_worker: 256,
         }
@@ -169,6 +176,11 @@ impl Config {
         }
         if self.cross_worker_queue == 0 {
             return err("cross_worker_queue", "must be non-zero");
+        }
+        if let Some(b) = &self.broker {
+            if let Err(e) = b.validate() {
+                return err("broker", &e.to_string());
+            }
         }
         if self.max_tls_handshakes_per_worker == 0 {
             return err("max_tls_handshakes_per_worker", "must be non-zero");

@@ -9,6 +9,7 @@ use super::local::Local;
 use super::outbound::{Outbound, SendStatus};
 use super::pubsub::{Publish, Subscriptions};
 use super::shared::Shared;
+use crate::broker::{BrokerSnapshot, Health};
 use crate::handshake::Request;
 use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
 
@@ -158,9 +159,22 @@ impl ServerContext<'_> {
             .hub
             .publish_from_outside(topic, encode_frame(msg))
     }
-    /// Subscribers of `topic` across all workers.
+    /// Subscribers of `topic` across all workers (of this node: counts are not shared across nodes).
     pub fn subscriber_count(&self, topic: &str) -> usize {
         self.shared.hub.subscriber_count(topic)
+    }
+    /// The Redis bridge's state: `None` without `Config::broker`; anything but `Some(Health::Up)` means other
+    /// nodes are not reached (serve `/healthz` as degraded).
+    pub fn broker_health(&self) -> Option<Health> {
+        self.shared.hub.broker_health()
+    }
+    /// The Redis bridge's counters (`None` without `Config::broker`).
+    pub fn broker_stats(&self) -> Option<BrokerSnapshot> {
+        self.shared.hub.broker_stats()
+    }
+    /// This node's id in the envelopes it publishes to Redis (`None` without `Config::broker`).
+    pub fn node_id(&self) -> Option<u64> {
+        self.shared.hub.node_id()
     }
 }
 

@@ -30,7 +30,7 @@ impl Local {
             shared,
             worker,
             pool: BufPool::default(),
-            topics: Topics::default(),
+            topics: Topics::new(worker),
             close_request: None,
             c: Counters::default(),
             dirty: Vec::with_capacity(1024),

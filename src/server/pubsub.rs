@@ -3,8 +3,12 @@
 //! shared (`Bytes`) by every subscriber's queue. Order per topic is kept for each subscriber: a worker delivers its
 //! local publishes in call order and drains its mailbox (FIFO) in order.
 //!
-//! - [`Hub`] (process-wide, in `Shared`): the mailboxes, forwarding, publishes from outside the workers, and the
-//!   global subscriber counts.
+//! - [`Hub`] (process-wide, in `Shared`): the mailboxes, forwarding, publishes from outside the workers, the
+//!   global subscriber counts, and (with `Config::broker`) the Redis bridge to the other nodes.
+//! - Across nodes ([`crate::broker`]): a worker's first subscriber of a topic makes the node want its channel, the
+//!   last one leaving unwants it; every local publish (from a worker or from outside) goes to Redis once; a remote
+//!   publish is framed once on the bridge thread and handed only to the workers that have subscribers for it,
+//!   through the same bounded mailboxes (full: dropped, counted as `drop_local_full`).
 //! - [`Topics`] (one per worker, in `Local`): the local topic table, subscribe / unsubscribe / unsubscribe-all for a
 //!   connection's [`Subscriptions`], and the publishes made during the current callback.
 //! - Handing one frame to one subscriber (backpressure, the slow-consumer policy) is the WebSocket session's job
@@ -19,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::id::ConnId;
+use crate::broker::{Bridge, BrokerConfig, BrokerSnapshot, Health, Sink};
+use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
 
 /// One publish on its way to subscribers.
 #[derive(Debug, Clone)]
@@ -63,15 +69,24 @@ impl Subscriptions {
 
 /// The process-wide half of pub/sub.
 pub(crate) struct Hub {
+    core: Arc<HubCore>,
+    /// The Redis bridge (with `Config::broker`); dropping the hub stops its thread and waits for it.
+    broker: Option<Bridge>,
+}
+
+/// What the workers and the bridge thread both reach: the mailboxes and the counts.
+struct HubCore {
     mailboxes: Vec<Mailbox>,
     counts: TopicCounts,
 }
 
 impl Hub {
-    /// One mailbox of `capacity` publishes per worker; the receivers go to the workers, in order.
+    /// One mailbox of `capacity` publishes per worker; the receivers go to the workers, in order. With `broker`,
+    /// the Redis bridge thread starts too (it connects in the background; Redis being down is not an error).
     pub(crate) fn new(
         workers: usize,
         capacity: usize,
+        broker: Option<&BrokerConfig>,
     ) -> std::io::Result<(Hub, Vec<Receiver<Publish>>)> {
         let mut mailboxes = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
@@ -80,36 +95,82 @@ impl Hub {
             mailboxes.push(m);
             receivers.push(rx);
         }
-        Ok((
-            Hub {
-                mailboxes,
-                counts: TopicCounts::default(),
-            },
-            receivers,
-        ))
+        let core = Arc::new(HubCore {
+            mailboxes,
+            counts: TopicCounts::default(),
+        });
+        let broker = match broker {
+            Some(cfg) => {
+                Some(Bridge::start(cfg.clone(), core.clone()).map_err(std::io::Error::other)?)
+            }
+            None => None,
+        };
+        Ok((Hub { core, broker }, receivers))
+    }
+
+    /// The bridge's view of Redis (None: no broker configured).
+    pub(crate) fn broker_health(&self) -> Option<Health> {
+        self.broker.as_ref().map(Bridge::health)
+    }
+
+    /// The bridge's counters (None: no broker configured).
+    pub(crate) fn broker_stats(&self) -> Option<BrokerSnapshot> {
+        self.broker.as_ref().map(Bridge::stats)
+    }
+
+    /// This node's origin id in Redis envelopes (None: no broker configured).
+    pub(crate) fn node_id(&self) -> Option<u64> {
+        self.broker.as_ref().map(Bridge::node_id)
+    }
+
+    /// Send a local publish to the other nodes (once per publish; dropped and counted if Redis is away).
+    fn to_broker(&self, p: &Publish) {
+        if let Some(b) = &self.broker {
+            if let Some((payload, is_text)) = unframe(&p.frame) {
+                b.publish(p.topic.clone(), payload, is_text);
+            }
+        }
+    }
+
+    /// A worker gained its first (`first`) or another subscriber of `topic`.
+    fn added(&self, topic: &Arc<str>, worker: usize, first: bool) {
+        self.core.counts.add(topic, 1, worker, first);
+        if let (true, Some(b)) = (first, &self.broker) {
+            b.want(topic);
+        }
+    }
+
+    /// A worker lost its last (`last`) or another subscriber of `topic`.
+    fn removed(&self, topic: &Arc<str>, worker: usize, last: bool) {
+        self.core.counts.add(topic, -1, worker, last);
+        if let (true, Some(b)) = (last, &self.broker) {
+            b.unwant(topic);
+        }
     }
 
     /// The eventfd worker `w`'s ring reads to learn that its mailbox has publishes.
     pub(crate) fn eventfd(&self, w: usize) -> i32 {
-        self.mailboxes[w].eventfd()
+        self.core.mailboxes[w].eventfd()
     }
 
     /// Worker `w` is about to drain its mailbox: later publishes wake it again.
     pub(crate) fn clear_notified(&self, w: usize) {
-        self.mailboxes[w].clear_notified();
+        self.core.mailboxes[w].clear_notified();
     }
 
     /// Wake every worker (shutdown).
     pub(crate) fn wake_all(&self) {
-        for m in &self.mailboxes {
+        for m in &self.core.mailboxes {
             m.wake();
         }
     }
 
-    /// Hand a publish made on worker `from` to every other worker. Returns how many mailboxes were full (dropped).
+    /// Hand a publish made on worker `from` to every other worker and to the other nodes. Returns how many
+    /// mailboxes were full (dropped).
     pub(crate) fn forward(&self, from: usize, p: &Publish) -> u64 {
+        self.to_broker(p);
         let mut dropped = 0;
-        for (i, m) in self.mailboxes.iter().enumerate() {
+        for (i, m) in self.core.mailboxes.iter().enumerate() {
             if i != from && !m.send(p.clone()) {
                 dropped += 1;
             }
@@ -117,33 +178,96 @@ impl Hub {
         dropped
     }
 
-    /// A publish from outside the workers (an HTTP handler, the application's own thread) to every worker.
-    /// A full mailbox drops it for that worker.
+    /// A publish from outside the workers (an HTTP handler, the application's own thread) to every worker and to
+    /// the other nodes. A full mailbox drops it for that worker.
     pub(crate) fn publish_from_outside(&self, topic: &str, frame: Bytes) {
         let p = Publish {
             topic: Arc::from(topic),
             frame,
             exclude: None,
         };
-        for m in &self.mailboxes {
+        self.to_broker(&p);
+        for m in &self.core.mailboxes {
             let _ = m.send(p.clone());
         }
     }
 
     /// Subscribers of `topic` across all workers.
     pub(crate) fn subscriber_count(&self, topic: &str) -> usize {
-        self.counts.get(topic)
+        self.core.counts.get(topic)
     }
+}
+
+impl Sink for HubCore {
+    /// A remote publish (bridge thread): framed once, queued on the workers that have subscribers for `topic`.
+    fn deliver(&self, topic: &str, payload: Bytes, is_text: bool) -> usize {
+        let mut targets = [0usize; 64];
+        let Some((topic, n)) = self.counts.workers_of(topic, &mut targets) else {
+            return 0; // lingering: nobody here any more
+        };
+        let op = if is_text {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let mut v = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+        write_frame(&mut v, true, op, &payload);
+        let p = Publish {
+            topic,
+            frame: Bytes::from(v),
+            exclude: None,
+        };
+        let mut full = 0;
+        match n {
+            // More workers with subscribers than fit the list: every worker gets it (they skip what they lack).
+            None => {
+                for m in &self.mailboxes {
+                    full += usize::from(!m.send(p.clone()));
+                }
+            }
+            Some(n) => {
+                for &w in &targets[..n] {
+                    full += usize::from(!self.mailboxes[w].send(p.clone()));
+                }
+            }
+        }
+        full
+    }
+}
+
+/// The payload of a complete unmasked server data frame (a slice of the same buffer) and whether it is text.
+fn unframe(frame: &Bytes) -> Option<(Bytes, bool)> {
+    let (&b0, &b1) = (frame.first()?, frame.get(1)?);
+    let is_text = match b0 & 0x0f {
+        1 => true,
+        2 => false,
+        _ => return None,
+    };
+    let header = match b1 & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    (frame.len() >= header).then(|| (frame.slice(header..), is_text))
 }
 
 /// A worker's half of pub/sub.
 #[derive(Debug, Default)]
 pub(crate) struct Topics {
+    worker: usize,
     table: TopicTable,
     pending: Vec<Publish>,
 }
 
 impl Topics {
+    /// Worker `worker`'s topics.
+    pub(crate) fn new(worker: usize) -> Self {
+        Topics {
+            worker,
+            ..Topics::default()
+        }
+    }
+
     /// Subscribe connection `slot` (whose list is `subs`) to `topic`. False if it already was.
     pub(crate) fn subscribe(
         &mut self,
@@ -155,8 +279,8 @@ impl Topics {
         if subs.position(topic).is_some() {
             return false;
         }
-        let t = self.table.add(topic, slot);
-        hub.counts.add(&t, 1);
+        let (t, first) = self.table.add(topic, slot);
+        hub.added(&t, self.worker, first);
         subs.push(t);
         true
     }
@@ -173,16 +297,16 @@ impl Topics {
             return false;
         };
         let t = subs.swap_remove(i);
-        self.table.remove(&t, slot);
-        hub.counts.add(&t, -1);
+        let last = self.table.remove(&t, slot);
+        hub.removed(&t, self.worker, last);
         true
     }
 
     /// The connection is going away: drop every subscription it holds.
     pub(crate) fn unsubscribe_all(&mut self, hub: &Hub, subs: &mut Subscriptions, slot: u32) {
         for t in subs.take() {
-            self.table.remove(&t, slot);
-            hub.counts.add(&t, -1);
+            let last = self.table.remove(&t, slot);
+            hub.removed(&t, self.worker, last);
         }
     }
 
@@ -213,25 +337,29 @@ struct TopicTable {
 }
 
 impl TopicTable {
-    /// Add `slot` to `topic`; returns the interned topic name for the connection's own list.
-    fn add(&mut self, topic: &str, slot: u32) -> Arc<str> {
-        let k: Arc<str> = match self.map.get_key_value(topic) {
-            Some((k, _)) => k.clone(),
-            None => Arc::from(topic),
+    /// Add `slot` to `topic`; returns the interned topic name for the connection's own list, and whether it is
+    /// the topic's first subscriber on this worker.
+    fn add(&mut self, topic: &str, slot: u32) -> (Arc<str>, bool) {
+        let (k, first) = match self.map.get_key_value(topic) {
+            Some((k, _)) => (k.clone(), false),
+            None => (Arc::from(topic), true),
         };
         self.map.entry(k.clone()).or_default().push(slot);
-        k
+        (k, first)
     }
 
-    fn remove(&mut self, topic: &Arc<str>, slot: u32) {
+    /// Remove `slot` from `topic`; true if that was the topic's last subscriber on this worker.
+    fn remove(&mut self, topic: &Arc<str>, slot: u32) -> bool {
         if let Some(v) = self.map.get_mut(&**topic) {
             if let Some(i) = v.iter().position(|&s| s == slot) {
                 v.swap_remove(i);
             }
             if v.is_empty() {
                 self.map.remove(&**topic);
+                return true;
             }
         }
+        false
     }
 
     fn subscribers(&self, topic: &str) -> &[u32] {
@@ -295,18 +423,32 @@ impl Mailbox {
     }
 }
 
-/// Global subscriber counts per topic (updated on subscribe/unsubscribe, never on publish).
+/// Global subscriber counts per topic and which workers hold them (updated on subscribe/unsubscribe, never on
+/// publish; read per remote publish by the bridge thread).
 #[derive(Debug, Default)]
 struct TopicCounts {
-    map: Mutex<HashMap<Arc<str>, usize>>,
+    map: Mutex<HashMap<Arc<str>, TopicCount>>,
+}
+
+#[derive(Debug, Default)]
+struct TopicCount {
+    subscribers: usize,
+    /// Workers with at least one subscriber.
+    workers: Vec<usize>,
 }
 
 impl TopicCounts {
-    fn add(&self, topic: &Arc<str>, delta: isize) {
+    /// `edge`: the worker's first subscriber (delta +1) or its last (delta -1) of the topic.
+    fn add(&self, topic: &Arc<str>, delta: isize, worker: usize, edge: bool) {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let c = m.entry(topic.clone()).or_insert(0);
-        *c = (*c as isize + delta).max(0) as usize;
-        if *c == 0 {
+        let c = m.entry(topic.clone()).or_default();
+        c.subscribers = (c.subscribers as isize + delta).max(0) as usize;
+        if edge && delta > 0 {
+            c.workers.push(worker);
+        } else if edge {
+            c.workers.retain(|&w| w != worker);
+        }
+        if c.subscribers == 0 {
             m.remove(&**topic);
         }
     }
@@ -315,8 +457,17 @@ impl TopicCounts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(topic)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |c| c.subscribers)
+    }
+    /// The interned topic and the workers with subscribers, copied into `out`; `Some(None)` if they do not fit.
+    fn workers_of(&self, topic: &str, out: &mut [usize]) -> Option<(Arc<str>, Option<usize>)> {
+        let m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let (k, c) = m.get_key_value(topic)?;
+        if c.workers.len() > out.len() {
+            return Some((k.clone(), None));
+        }
+        out[..c.workers.len()].copy_from_slice(&c.workers);
+        Some((k.clone(), Some(c.workers.len())))
     }
 }
 
@@ -326,8 +477,8 @@ mod tests {
 
     #[test]
     fn subscriptions_keep_table_and_counts_in_step() {
-        let (hub, _rx) = Hub::new(1, 4).unwrap();
-        let mut t = Topics::default();
+        let (hub, _rx) = Hub::new(1, 4, None).unwrap();
+        let mut t = Topics::new(0);
         let (mut a, mut b) = (Subscriptions::default(), Subscriptions::default());
         assert!(t.subscribe(&hub, &mut a, "room", 1));
         assert!(!t.subscribe(&hub, &mut a, "room", 1), "idempotent");
@@ -343,7 +494,7 @@ mod tests {
 
     #[test]
     fn forward_skips_the_sender_and_counts_full_mailboxes() {
-        let (hub, rx) = Hub::new(3, 1).unwrap();
+        let (hub, rx) = Hub::new(3, 1, None).unwrap();
         let p = Publish {
             topic: Arc::from("t"),
             frame: Bytes::from_static(b"x"),
@@ -359,5 +510,57 @@ mod tests {
             1,
             "worker 2's mailbox (capacity 1) is still full"
         );
+    }
+
+    #[test]
+    fn a_remote_publish_is_framed_once_and_reaches_only_workers_with_subscribers() {
+        let (hub, rx) = Hub::new(3, 1, None).unwrap();
+        let (mut w1, mut w2) = (Topics::new(1), Topics::new(2));
+        let (mut a, mut b, mut c) = Default::default();
+        w1.subscribe(&hub, &mut a, "room", 7);
+        w2.subscribe(&hub, &mut b, "room", 8);
+        w2.subscribe(&hub, &mut c, "room", 9);
+        let sink: &dyn Sink = &*hub.core;
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"hi"), true), 0);
+        assert!(rx[0].try_recv().is_err(), "worker 0 has no subscriber");
+        let (p1, p2) = (rx[1].try_recv().unwrap(), rx[2].try_recv().unwrap());
+        assert_eq!(&p1.frame[..], b"\x81\x02hi");
+        assert_eq!(
+            p1.frame.as_ptr(),
+            p2.frame.as_ptr(),
+            "one frame shared by both workers"
+        );
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"\x00"), false), 0);
+        assert_eq!(
+            sink.deliver("room", Bytes::from_static(b"\x00"), false),
+            2,
+            "both mailboxes full"
+        );
+        // Worker 1 loses its subscriber: only worker 2 is a target; a topic nobody holds goes nowhere.
+        w1.unsubscribe_all(&hub, &mut a, 7);
+        let _ = (rx[1].try_recv(), rx[2].try_recv());
+        assert_eq!(sink.deliver("room", Bytes::from_static(b"x"), true), 0);
+        assert!(rx[1].try_recv().is_err() && rx[2].try_recv().is_ok());
+        assert_eq!(sink.deliver("nobody", Bytes::from_static(b"x"), true), 0);
+        assert!(rx.iter().all(|r| r.try_recv().is_err()));
+    }
+
+    #[test]
+    fn unframe_gives_the_payload_of_every_header_size() {
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let payload = vec![b'a'; len];
+            let mut v = Vec::new();
+            write_frame(&mut v, true, OpCode::Binary, &payload);
+            let (p, text) = unframe(&Bytes::from(v)).unwrap();
+            assert_eq!((p.len(), text), (len, false));
+        }
+        let mut v = Vec::new();
+        write_frame(&mut v, true, OpCode::Text, b"t");
+        assert_eq!(
+            unframe(&Bytes::from(v)),
+            Some((Bytes::from_static(b"t"), true))
+        );
+        assert_eq!(unframe(&Bytes::from_static(b"\x89\x00")), None, "not data");
+        assert_eq!(unframe(&Bytes::from_static(b"\x81")), None, "truncated");
     }
 }

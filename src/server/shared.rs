@@ -26,7 +26,11 @@ impl Shared {
         stats::snapshot(&self.stats, self.started.elapsed().as_secs_f64())
     }
     pub(crate) fn metrics_text(&self) -> String {
-        stats::prometheus(&self.stats, self.started.elapsed().as_secs_f64())
+        let mut s = stats::prometheus(&self.stats, self.started.elapsed().as_secs_f64());
+        if let Some(b) = self.hub.broker_stats() {
+            b.write_prometheus(&mut s);
+        }
+        s
     }
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);

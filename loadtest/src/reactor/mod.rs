@@ -74,6 +74,8 @@ pub fn run_thread(
         scratch: Vec::new(),
         addr,
         addr_len,
+        tick_ts: Box::new(types::Timespec::from(ring::TICK)),
+        tick_armed: false,
         connect_ts: Box::new(
             types::Timespec::new()
                 .sec(ct.as_secs())

@@ -18,6 +18,7 @@ const HANDSHAKE_SWEEP_NS: u64 = 50_000_000;
 impl Reactor {
     /// Run every phase; returns when every connection is closed (or given up on).
     pub(super) fn run(&mut self, live: &Live, sync: &Sync) -> std::io::Result<()> {
+        self.arm_tick();
         self.ramp_up(live)?;
         sync.ready.fetch_add(1, Relaxed);
         let t0 = wait_for_start(sync);
@@ -55,7 +56,7 @@ impl Reactor {
             } else {
                 Duration::from_millis(10)
             };
-            self.turn(now, live, wait)?;
+            self.turn(now, live, Some(wait))?;
         }
         self.ctx.stats.ramp = Duration::from_nanos(now_ns() - ramp_start);
         self.publish(live);
@@ -85,8 +86,14 @@ impl Reactor {
             if now >= end {
                 break;
             }
-            let wait = Duration::from_nanos((end - now).min(100_000_000));
-            let wait = self.assign_due(&mut schedule, now, end, wait);
+            // Closed loop (echo, flood): completions only, the tick bounds how late the end is seen. A schedule
+            // (rate, pubsub) wakes for its next send.
+            let wait = if schedule.is_active() || !self.ctx.tick_armed {
+                let wait = Duration::from_nanos((end - now).min(100_000_000));
+                Some(self.assign_due(&mut schedule, now, end, wait))
+            } else {
+                None
+            };
             self.turn(now, live, wait)?;
         }
         Ok(end)
@@ -122,7 +129,7 @@ impl Reactor {
             self.turn(
                 now,
                 live,
-                Duration::from_nanos((deadline - now).min(10_000_000)),
+                Some(Duration::from_nanos((deadline - now).min(10_000_000))),
             )?;
         }
         // Whatever is left: shut the sockets down so their operations complete.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use ringws::uring::{opcode, uring_types as types, Cqe, Ring, Sqe, SqeFlags};
+use ringws::uring::{cqueue, opcode, uring_types as types, Cqe, Ring, Sqe, SqeFlags};
 
 use super::conn::St;
 use super::state::Reactor;
@@ -18,6 +18,9 @@ const OP_LINK_TIMEOUT: u64 = 2;
 const OP_SEND: u64 = 3;
 const OP_RECV: u64 = 4;
 const OP_RECV_MULTI: u64 = 5;
+const OP_TICK: u64 = 6;
+/// The period of the multishot tick (how late a closed-loop run notices its end or an early stop).
+pub(super) const TICK: Duration = Duration::from_millis(100);
 /// Buffer group of the provided-buffer ring.
 pub(super) const BGID: u16 = 7;
 
@@ -51,11 +54,18 @@ fn push2(ring: &mut Ring, a: &Sqe, b: &Sqe) {
 
 impl Reactor {
     /// One loop turn: flush the connections that became sendable, publish the progress totals, submit everything and
-    /// wait for completions (or `timeout`), handle them.
-    pub(super) fn turn(&mut self, now: u64, live: &Live, timeout: Duration) -> std::io::Result<()> {
+    /// wait for completions (or `timeout`; `None` waits for completions only, which needs the tick armed), handle
+    /// them.
+    pub(super) fn turn(
+        &mut self,
+        now: u64,
+        live: &Live,
+        timeout: Option<Duration>,
+    ) -> std::io::Result<()> {
         self.flush_dirty(now);
         self.publish(live);
-        self.wait(timeout)?;
+        self.ring
+            .submit_and_wait(timeout.or((!self.ctx.tick_armed).then_some(TICK)))?;
         self.reap(now_ns());
         Ok(())
     }
@@ -63,6 +73,18 @@ impl Reactor {
     /// Submit everything queued and wait for at least one completion or `timeout` (EINTR-safe: see `Ring`).
     pub(super) fn wait(&mut self, timeout: Duration) -> std::io::Result<()> {
         self.ring.submit_and_wait(Some(timeout))
+    }
+
+    /// A multishot timeout completing every [`TICK`], so closed-loop turns can wait without a timeout of their own
+    /// (a timed wait arms an hrtimer on every sleep). Kernels before 6.4 refuse it; turns then wait at most a tick.
+    pub(super) fn arm_tick(&mut self) {
+        let e = opcode::Timeout::new(self.ctx.tick_ts.as_ref() as *const _)
+            .count(0)
+            .flags(types::TimeoutFlags::MULTISHOT)
+            .build()
+            .user_data(ud(0, OP_TICK));
+        push(&mut self.ring, &e);
+        self.ctx.tick_armed = true;
     }
 
     /// Handle every completion, return the provided buffers after each batch, then re-arm starved receives.
@@ -84,6 +106,7 @@ impl Reactor {
                     OP_SEND => self.on_send(i, res, now),
                     OP_RECV => self.on_recv(i, res, now),
                     OP_RECV_MULTI => self.on_recv_multi(i, res, flags, now),
+                    OP_TICK if !cqueue::more(flags) => self.ctx.tick_armed = false,
                     _ => {} // link timeouts
                 }
             }

@@ -46,6 +46,10 @@ pub(super) struct Ctx {
     pub(super) addr_len: libc::socklen_t,
     /// The TCP connect timeout, linked to every connect (stable for the kernel).
     pub(super) connect_ts: Box<types::Timespec>,
+    /// The tick's period, read by the kernel while the multishot tick is armed.
+    pub(super) tick_ts: Box<types::Timespec>,
+    /// A multishot tick is armed (see `Reactor::arm_tick`).
+    pub(super) tick_armed: bool,
     /// Index of the provided-buffer ring in the reactor's `Ring` (None: plain receives into per-connection buffers).
     pub(super) bufring: Option<usize>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.

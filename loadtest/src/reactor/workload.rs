@@ -204,6 +204,11 @@ pub(super) struct Schedule {
 }
 
 impl Schedule {
+    /// Whether this thread sends on a schedule (rate, pubsub) rather than in a closed loop.
+    pub(super) fn is_active(&self) -> bool {
+        self.active
+    }
+
     /// The schedule starting at `t0` for a thread with these connections (its senders: every connection in rate
     /// mode, the publishers in pubsub mode).
     pub(super) fn new(plan: &Plan, conns: &[Conn], t0: u64) -> Self {

@@ -6,12 +6,18 @@
 //! `{"type":"join","room":"lobby"}`, `{"type":"leave","room":"lobby"}`, `{"type":"say","room":"lobby","text":"hi"}`.
 //! Server -> client: `welcome {id,name}`, `joined {room,name,count}`, `left {room,name,count}`,
 //! `message {room,name,text,ts}` (to every member, the sender included), `renamed {old,name}`, `error {error}`.
+//!
+//! Across nodes (`--redis`): rooms span every node, and `welcome`, `joined` and `left` also carry `node`, a short
+//! label of the node that sent them. `count` is the room's members **on that node** (counts are per node, never
+//! summed through Redis, so a crashed node leaves no stale global count behind); the page shows it as "N here"
+//! for its own node and "N on node X" for others. Guest names carry the node label so they stay unique.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::json;
 
+use ringws::broker::Health;
 use ringws::handshake::Request;
 use ringws::server::{
     ConnId, Handler, Message, Response, ServerContext, Upgrade, UpgradeRequest, WebSocket,
@@ -53,6 +59,8 @@ pub struct ChatUser {
 pub struct DemoApp {
     next_guest: AtomicU64,
     assets: Assets,
+    /// This node's label in presence events and guest names when rooms span nodes (`--redis`). Default none.
+    pub node: Option<String>,
 }
 
 impl DemoApp {
@@ -61,7 +69,17 @@ impl DemoApp {
         DemoApp {
             next_guest: AtomicU64::new(0),
             assets,
+            node: None,
         }
+    }
+
+    /// A presence event (`joined`, `left`), labelled with this node when rooms span nodes.
+    fn presence(&self, kind: &str, room: &str, name: &str, count: usize) -> serde_json::Value {
+        let mut ev = json!({"type": kind, "room": room, "name": name, "count": count});
+        if let Some(n) = &self.node {
+            ev["node"] = json!(n);
+        }
+        ev
     }
 
     /// One of the page's files (`/` means `/index.html`).
@@ -166,7 +184,7 @@ impl DemoApp {
                         u.rooms.push(room.clone());
                     }
                     let count = ws.subscriber_count(&t);
-                    let ev = json!({"type": "joined", "room": room, "name": name, "count": count});
+                    let ev = self.presence("joined", &room, &name, count);
                     ws.publish(&t, Message::Text(&ev.to_string()), false);
                 }
             }
@@ -177,7 +195,7 @@ impl DemoApp {
                         u.rooms.retain(|r| *r != room);
                     }
                     let count = ws.subscriber_count(&t);
-                    let ev = json!({"type": "left", "room": room, "name": name, "count": count});
+                    let ev = self.presence("left", &room, &name, count);
                     ws.publish(&t, Message::Text(&ev.to_string()), false);
                     send_json(ws, ev);
                 }
@@ -207,9 +225,13 @@ impl Handler for DemoApp {
             "/broadcast" => Upgrade::accept(Route::Broadcast),
             "/chat" => {
                 let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
+                let name = match &self.node {
+                    Some(node) => format!("guest-{n}@{node}"),
+                    None => format!("guest-{n}"),
+                };
                 Upgrade::accept(Route::Chat(Box::new(ChatUser {
                     id: n,
-                    name: format!("guest-{n}"),
+                    name,
                     rooms: Vec::new(),
                 })))
             }
@@ -226,7 +248,11 @@ impl Handler for DemoApp {
         }
         if let Route::Chat(u) = ws.data() {
             let (id, name) = (u.id, u.name.clone());
-            send_json(ws, json!({"type": "welcome", "id": id, "name": name}));
+            let mut ev = json!({"type": "welcome", "id": id, "name": name});
+            if let Some(n) = &self.node {
+                ev["node"] = json!(n);
+            }
+            send_json(ws, ev);
         }
     }
 
@@ -245,7 +271,7 @@ impl Handler for DemoApp {
         if let Route::Chat(u) = data {
             for room in &u.rooms {
                 let t = topic(room);
-                let ev = json!({"type": "left", "room": room, "name": u.name, "count": ctx.subscriber_count(&t)});
+                let ev = self.presence("left", room, &u.name, ctx.subscriber_count(&t));
                 ctx.publish(&t, Message::Text(&ev.to_string()));
             }
         }
@@ -261,7 +287,12 @@ impl Handler for DemoApp {
         }
         let path = req.path.split('?').next().unwrap_or("");
         match path {
-            "/healthz" => Response::text(200, "ok\n"),
+            // Without Redis a node still serves its own clients: 200 either way (a load balancer keeps it), the
+            // body says whether other nodes are reached.
+            "/healthz" => match ctx.broker_health() {
+                None | Some(Health::Up) => Response::text(200, "ok\n"),
+                Some(h) => Response::text(200, format!("degraded: redis {}\n", h.as_str())),
+            },
             "/metrics" => Response::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -274,6 +305,7 @@ impl Handler for DemoApp {
                     "messages_in": s.messages_in, "messages_out": s.messages_out,
                     "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "drops": s.dropped,
                     "workers": s.workers, "uptime_s": s.uptime_s,
+                    "broker": ctx.broker_health().map(Health::as_str), "node": self.node,
                 });
                 Response::new(200, "application/json", body.to_string().into_bytes())
                     .header("Cache-Control", "no-store")

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use ringws::broker::BrokerConfig;
 use ringws::server::Config;
 use ringws::tls::TlsFiles;
 
@@ -53,6 +54,9 @@ pub struct Args {
     /// TLS handshakes each worker runs at once (more connections are closed at accept).
     #[arg(long, env = "RINGWS_MAX_TLS_HANDSHAKES", default_value_t = d().max_tls_handshakes_per_worker)]
     max_tls_handshakes: usize,
+    /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
+    #[arg(long, env = "RINGWS_REDIS")]
+    redis: Option<String>,
 }
 
 impl Args {
@@ -77,6 +81,24 @@ impl Args {
             });
         }
         cfg.max_tls_handshakes_per_worker = self.max_tls_handshakes;
+        cfg.broker = self.redis.as_ref().map(|url| {
+            let mut b = BrokerConfig::new(url.as_str());
+            b.node_id = Some(random_node_id());
+            b
+        });
         cfg
     }
+}
+
+/// A node id for Redis envelopes, chosen here so the demo can label its node with it.
+fn random_node_id() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        // Unique enough for a label: the pid and the clock.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_le_bytes(b)
 }

@@ -31,8 +31,14 @@ fn main() -> ExitCode {
 
     // Block the shutdown signals (and SIGHUP, the TLS reload) before any worker starts (threads inherit the mask); this thread waits for them.
     let signals = block_signals();
-    let server = match Server::new(cfg.clone(), DemoApp::new(assets::FILES)).and_then(|s| s.start())
-    {
+    let node = cfg
+        .broker
+        .as_ref()
+        .and_then(|b| b.node_id)
+        .map(|id| format!("{:06x}", id & 0xff_ffff));
+    let mut app = DemoApp::new(assets::FILES);
+    app.node = node.clone();
+    let server = match Server::new(cfg.clone(), app).and_then(|s| s.start()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringws: {e}");
@@ -60,6 +66,12 @@ fn main() -> ExitCode {
         cfg.idle_timeout.as_secs(),
         cfg.handshake_timeout.as_secs()
     );
+    if let (Some(b), Some(node)) = (&cfg.broker, &node) {
+        tracing::info!(
+            "rooms span nodes through Redis at {} (this node: {node})",
+            redact(&b.url)
+        );
+    }
     let sig = loop {
         let sig = wait_signal(&signals);
         if sig != libc::SIGHUP {
@@ -112,4 +124,12 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     // SAFETY: sigwait reads the set and writes the signal number into a live local.
     unsafe { libc::sigwait(set, &mut sig) };
     sig
+}
+
+/// A Redis URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
 }
