@@ -5,6 +5,7 @@
 //! - [`proto`]: the sans-IO RFC 6455 core: frame codec, message assembly, UTF-8, close state machine, limits.
 //! - [`door`]: what a connection passes before its `101`: Origin allowlist, JWT at upgrade, per-address limits.
 //! - [`handshake`]: HTTP/1.1 upgrade parsing and responses (server) and the client handshake (for `loadtest`).
+//! - [`tls`]: the sans-IO TLS layer (rustls, unbuffered API): certificates, reload, one session per connection.
 //! - [`broker`]: pub/sub across nodes through Redis (one bridge thread per process, never in a worker's way).
 //! - [`mask`]: the XOR unmask kernel (scalar reference, word-wise, SSE2/AVX2/AVX-512, runtime dispatch).
 //! - `uring`: the io_uring driver, the only code that talks to the kernel's ring (public with the `internals`
@@ -20,6 +21,7 @@ pub mod handshake;
 pub mod mask;
 pub mod proto;
 pub mod server;
+pub mod tls;
 #[cfg(feature = "internals")]
 pub mod uring;
 #[cfg(not(feature = "internals"))]

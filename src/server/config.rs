@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::broker::BrokerConfig;
 use crate::door::DoorConfig;
+use crate::tls::TlsFiles;
 
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +80,16 @@ pub struct Config {
     /// let in with a token or a per-address slot has an entry in its worker's side table (the connection slot
     /// itself does not grow); otherwise nothing.
     pub door: DoorConfig,
+    /// Serve TLS (https and wss) on the listener with this PEM certificate chain and key; `None` serves plain
+    /// http/ws. Loaded when the server is built (a bad file is a `StartError::Tls` naming it); reload with
+    /// `ServerHandle::tls()`. TLS 1.3 and 1.2, ALPN `http/1.1`, session resumption (tickets and a cache of 1024
+    /// TLS 1.2 sessions). An idle TLS connection holds no buffer: ~0.9 KiB of state for TLS 1.3, ~3.4 KiB for TLS 1.2
+    /// (perf/tls-choice.md).
+    /// The handshake timeout covers the TLS handshake. Default `None`.
+    pub tls: Option<TlsFiles>,
+    /// TLS handshakes a worker runs at once (CPU protection: a full handshake costs a signature); connections
+    /// accepted beyond it are closed and counted (`ringws_tls_handshakes_capped_total`). Default 256.
+    pub max_tls_handshakes_per_worker: usize,
 }
 
 impl Default for Config {
@@ -107,6 +118,8 @@ impl Default for Config {
             cross_worker_queue: 4096,
             broker: None,
             door: DoorConfig::default(),
+            tls: None,
+            max_tls_handshakes_per_worker: 256,
         }
     }
 }
@@ -180,6 +193,9 @@ impl Config {
         }
         if let Err(problem) = self.door.per_ip.validate() {
             return err("door.per_ip", &problem);
+        }
+        if self.max_tls_handshakes_per_worker == 0 {
+            return err("max_tls_handshakes_per_worker", "must be non-zero");
         }
         Ok(())
     }

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use super::config::ConfigError;
+use crate::tls::TlsConfigError;
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -16,6 +17,8 @@ pub enum StartError {
     Bind(SocketAddr, io::Error),
     /// Another system error (thread spawn, eventfd, buffer ring registration).
     Io(io::Error),
+    /// The TLS certificate or key (`Config::tls`) cannot be used; the error names the file and the problem.
+    Tls(TlsConfigError),
 }
 
 impl std::fmt::Display for StartError {
@@ -25,6 +28,7 @@ impl std::fmt::Display for StartError {
             StartError::IoUringUnavailable(why) => write!(f, "io_uring is unavailable: {why}"),
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
+            StartError::Tls(e) => write!(f, "TLS certificate: {e}"),
         }
     }
 }

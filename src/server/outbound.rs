@@ -116,6 +116,43 @@ impl SegQueue {
             .into_iter()
             .chain(self.rest.iter_mut().flat_map(|r| r.drain(..)))
     }
+    fn get(&self, i: usize) -> Option<&Seg> {
+        if i == 0 {
+            self.first.as_ref()
+        } else {
+            self.rest.as_ref()?.get(i - 1)
+        }
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut Seg> {
+        if i == 0 {
+            self.first.as_mut()
+        } else {
+            self.rest.as_mut()?.get_mut(i - 1)
+        }
+    }
+    /// Insert at position `i` (<= len).
+    fn insert(&mut self, i: usize, s: Seg) {
+        if i == 0 {
+            if let Some(f) = self.first.replace(s) {
+                self.rest.get_or_insert_with(Default::default).push_front(f);
+            }
+        } else {
+            self.rest
+                .get_or_insert_with(Default::default)
+                .insert(i - 1, s);
+        }
+    }
+    /// Remove the segment at position `i` (< len).
+    fn remove(&mut self, i: usize) -> Seg {
+        if i == 0 {
+            self.pop_front().expect("i < len")
+        } else {
+            self.rest
+                .as_mut()
+                .and_then(|r| r.remove(i - 1))
+                .expect("i < len")
+        }
+    }
     fn shrink(&mut self) {
         if self.rest_len() == 0 {
             self.rest = None;
@@ -174,6 +211,9 @@ pub(crate) struct Outbound {
     inflight_segs: u16,
     /// Total bytes queued and not yet written.
     queued: usize,
+    /// On a TLS connection: segments (from the front) that are ciphertext, ready to send; the rest is plaintext
+    /// the layers above queued, encrypted by `seal` right before the next send. Always 0 without TLS.
+    sealed: u16,
 }
 
 impl Outbound {
@@ -202,7 +242,7 @@ impl Outbound {
     /// The owned tail buffer new bytes can be appended to (not in flight), with room for `need` more bytes.
     #[inline]
     pub(crate) fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
-        let tail_ok = self.segs.len() > self.inflight_segs as usize
+        let tail_ok = self.segs.len() > (self.inflight_segs.max(self.sealed)) as usize
             && matches!(self.segs.back(), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
         if !tail_ok {
             self.segs.push_back(Seg::Owned(pool.take(need)));
@@ -312,6 +352,7 @@ impl Outbound {
             if written >= rest {
                 written -= rest;
                 self.head_off = 0;
+                self.sealed = self.sealed.saturating_sub(1);
                 if let Some(Seg::Owned(v)) = self.segs.pop_front() {
                     pool.give(v);
                 }
@@ -325,12 +366,73 @@ impl Outbound {
     /// The send in flight failed or was abandoned: nothing more will be sent.
     pub(crate) fn abandon(&mut self, pool: &mut BufPool) {
         self.inflight_segs = 0;
+        self.sealed = 0;
         self.queued = 0;
         self.head_off = 0;
         for s in self.segs.drain() {
             if let Seg::Owned(v) = s {
                 pool.give(v);
             }
+        }
+    }
+
+    /// TLS: encrypt every plaintext segment (those after the sealed ones) through `encrypt`, which appends the
+    /// records for one plaintext to the given buffer, into pooled buffers; afterwards every segment is ciphertext.
+    /// Call before each send on a TLS connection (no send is in flight then, so nothing changes under the kernel).
+    pub(crate) fn seal<E>(
+        &mut self,
+        pool: &mut BufPool,
+        mut encrypt: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        debug_assert!(!self.in_flight());
+        let mut result = Ok(());
+        while self.segs.len() > self.sealed as usize {
+            let seg = self.segs.remove(self.sealed as usize);
+            let p = seg.bytes();
+            self.queued -= p.len();
+            if result.is_ok() && !p.is_empty() {
+                // Room for the records' overhead (a few dozen bytes per 16 KiB record).
+                let v = self.sealed_tail(p.len() + p.len() / 512 + 64, pool);
+                let start = v.len();
+                result = encrypt(p, v);
+                self.queued += v.len() - start;
+            }
+            if let Seg::Owned(v) = seg {
+                pool.give(v);
+            }
+        }
+        result
+    }
+
+    /// TLS: queue bytes that are already ciphertext (handshake flights, alerts; or a plain HTTP answer on a port
+    /// that expected TLS) after the sealed segments. Call after `seal`, so records keep their order.
+    pub(crate) fn push_sealed(&mut self, bytes: &[u8], pool: &mut BufPool) {
+        debug_assert_eq!(
+            self.segs.len(),
+            self.sealed as usize,
+            "seal before pushing ciphertext"
+        );
+        if bytes.is_empty() {
+            return;
+        }
+        let v = self.sealed_tail(bytes.len(), pool);
+        v.extend_from_slice(bytes);
+        self.queued += bytes.len();
+    }
+
+    /// The last sealed segment if it is owned, not in flight and has room for `need` bytes; else a fresh pooled
+    /// one inserted right after the sealed ones.
+    fn sealed_tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+        let n = self.sealed as usize;
+        let ok = n > self.inflight_segs as usize
+            && matches!(self.segs.get(n - 1), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
+        if !ok {
+            self.segs.insert(n, Seg::Owned(pool.take(need)));
+            self.sealed += 1;
+        }
+        match self.segs.get_mut(self.sealed as usize - 1) {
+            Some(Seg::Owned(v)) => v,
+            _ => unreachable!("the last sealed segment was just made owned"),
         }
     }
 
@@ -454,5 +556,52 @@ mod tests {
         // Control frames are never dropped.
         o.push_control(OpCode::Pong, b"p", &mut pool);
         assert_eq!(o.queued(), 5000 + 4 + 3);
+    }
+
+    /// A stand-in cipher: "[" + plaintext + "]" per call, so order and boundaries are visible.
+    fn bracket(p: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        out.push(b'[');
+        out.extend_from_slice(p);
+        out.push(b']');
+        Ok(())
+    }
+
+    #[test]
+    fn seal_encrypts_plaintext_in_order_after_what_is_sealed() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        o.push_sealed(b"HS", &mut pool);
+        o.push_frame(OpCode::Text, b"a", &bp, &mut pool);
+        o.push_shared(Bytes::from_static(b"SH"), &bp);
+        o.push_control(OpCode::Pong, b"", &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        let expect = [&b"HS"[..], b"[\x81\x01a]", b"[SH]", b"[\x8a\x00]"].concat();
+        assert_eq!(o.queued(), expect.len());
+        // A short send, then more plaintext and ciphertext produced by a read (sealed first).
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let _ = o.prepare_send(&mut iov);
+        o.complete_send(3, &mut pool);
+        o.push_frame(OpCode::Text, b"b", &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        o.push_sealed(b"KU", &mut pool);
+        o.push_frame(OpCode::Text, b"c", &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        let rest = drain_all(&mut o, &mut pool);
+        let expect = [&expect[3..], b"[\x81\x01b]", b"KU", b"[\x81\x01c]"].concat();
+        assert_eq!(rest, expect);
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn seal_error_drops_the_rest() {
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        o.push_frame(OpCode::Text, b"a", &Backpressure::new(1 << 20), &mut pool);
+        assert_eq!(o.seal(&mut pool, |_, _| Err("no keys")), Err("no keys"));
+        assert_eq!(o.queued(), 0);
     }
 }

@@ -16,16 +16,19 @@ use super::shared::Shared;
 use super::stats::WorkerStats;
 use super::worker;
 use crate::door::Door;
+use crate::tls::{TlsConfigStore, TlsOptions};
 
 /// A server: a config and a handler. `start` binds and spawns the workers.
 pub struct Server<H: Handler> {
     config: Config,
     door: Door,
     handler: Arc<H>,
+    tls: Option<Arc<TlsConfigStore>>,
 }
 
 impl<H: Handler> Server<H> {
-    /// Validate `config` and pair it with `handler` (nothing is bound until `start`).
+    /// Validate `config`, load the TLS certificate if it has one, and pair it with `handler` (nothing is bound
+    /// until `start`).
     pub fn new(config: Config, handler: H) -> Result<Self, StartError> {
         config.validate().map_err(StartError::Config)?;
         // Loads the JWT key (a bad key is a config error, reported before anything is bound).
@@ -35,10 +38,18 @@ impl<H: Handler> Server<H> {
                 problem,
             })
         })?;
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(
+                TlsConfigStore::open(files.clone(), TlsOptions::default())
+                    .map_err(StartError::Tls)?,
+            )),
+            None => None,
+        };
         Ok(Server {
             config,
             door,
             handler: Arc::new(handler),
+            tls,
         })
     }
 
@@ -68,6 +79,7 @@ impl<H: Handler> Server<H> {
             stop: AtomicBool::new(false),
             hub,
             started: Instant::now(),
+            tls: self.tls,
         });
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::new();
@@ -155,6 +167,12 @@ impl ServerHandle {
             }
         }
         first
+    }
+    /// The TLS certificate store when the server speaks TLS: `reload()` re-reads the certificate and key files
+    /// (new handshakes get the new certificate, open connections continue; a bad file keeps the old one and says
+    /// why).
+    pub fn tls(&self) -> Option<&TlsConfigStore> {
+        self.shared.tls.as_deref()
     }
     /// Stats, metrics and publishing from outside the workers (the same handle HTTP handlers get).
     pub fn context(&self) -> ServerContext<'_> {

@@ -3,12 +3,14 @@
 //! worker's own stats slot (one plain store per counter per loop turn).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::config::Config;
 use super::pubsub::Hub;
 use super::stats::{self, StatsSnapshot, WorkerStats};
 use crate::door::Door;
+use crate::tls::TlsConfigStore;
 
 pub(crate) struct Shared {
     pub config: Config,
@@ -18,6 +20,8 @@ pub(crate) struct Shared {
     pub hub: Hub,
     pub stats: Vec<WorkerStats>,
     pub started: Instant,
+    /// The certificate store when serving TLS (each worker keeps its own acceptor of it).
+    pub tls: Option<Arc<TlsConfigStore>>,
 }
 
 impl Shared {

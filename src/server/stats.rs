@@ -74,6 +74,14 @@ counters! {
     door_per_ip_connections: "counter", "ringws_door_refusals_total{reason=\"per_ip_connections\"}", "";
     door_per_ip_rate: "counter", "ringws_door_refusals_total{reason=\"per_ip_rate\"}", "";
     token_expired_closes: "counter", "ringws_token_expired_closes_total", "WebSockets closed with 1008 because their token expired.";
+    tls_handshakes: "counter", "ringws_tls_handshakes_total", "TLS handshakes completed (full and resumed).";
+    tls_resumed: "counter", "ringws_tls_resumed_total", "TLS handshakes that resumed a session (ticket or session id).";
+    tls_handshaking: "gauge", "ringws_tls_handshakes_in_progress", "TLS handshakes under way.";
+    tls_capped: "counter", "ringws_tls_handshakes_capped_total", "Connections closed at accept because max_tls_handshakes_per_worker handshakes were under way.";
+    tls_plain_http: "counter", "ringws_tls_plain_http_total", "Plain HTTP requests on the TLS port (answered 400, closed).";
+    tls_not_tls: "counter", "ringws_tls_not_tls_total", "Connections on the TLS port whose first bytes were neither TLS nor HTTP (closed).";
+    tls_peer_alerts: "counter", "ringws_tls_peer_alerts_total", "TLS connections the peer aborted with a fatal alert.";
+    tls_errors: "counter", "ringws_tls_errors_total", "TLS connections failed for a protocol error, an offer we do not support, or too much incomplete input.";
 }
 
 impl Counters {

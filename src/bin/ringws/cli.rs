@@ -9,6 +9,7 @@ use clap::Parser;
 use ringws::broker::BrokerConfig;
 use ringws::door::{JwtConfig, JwtKey, OriginPolicy};
 use ringws::server::Config;
+use ringws::tls::TlsFiles;
 
 fn d() -> Config {
     Config::default()
@@ -45,6 +46,15 @@ pub struct Args {
     /// Do not pin workers to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Serve https and wss with this PEM certificate chain (leaf first); needs --tls-key. SIGHUP reloads it.
+    #[arg(long, env = "RINGWS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RINGWS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS handshakes each worker runs at once (more connections are closed at accept).
+    #[arg(long, env = "RINGWS_MAX_TLS_HANDSHAKES", default_value_t = d().max_tls_handshakes_per_worker)]
+    max_tls_handshakes: usize,
     /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
     #[arg(long, env = "RINGWS_REDIS")]
     redis: Option<String>,
@@ -90,6 +100,13 @@ impl Args {
         cfg.max_backpressure = self.max_backpressure;
         cfg.idle_timeout = Duration::from_secs(self.idle_timeout);
         cfg.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            cfg.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        cfg.max_tls_handshakes_per_worker = self.max_tls_handshakes;
         cfg.broker = self.redis.as_ref().map(|url| {
             let mut b = BrokerConfig::new(url.as_str());
             b.node_id = Some(random_node_id());

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use app::DemoApp;
 use clap::Parser;
-use ringws::server::Server;
+use ringws::server::{Server, StartError};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         }
     };
 
-    // Block the shutdown signals before any worker starts (threads inherit the mask); this thread waits for them.
+    // Block the shutdown signals (and SIGHUP, the TLS reload) before any worker starts (threads inherit the mask); this thread waits for them.
     let signals = block_signals();
     let node = cfg
         .broker
@@ -48,12 +48,22 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringws: {e}");
-            return ExitCode::from(2);
+            // 3: the TLS certificate or key cannot be used (the message names the file); 2: anything else.
+            return ExitCode::from(if matches!(e, StartError::Tls(_)) {
+                3
+            } else {
+                2
+            });
         }
     };
     let addr = server.local_addr();
+    let (http, ws) = if cfg.tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
     tracing::info!(
-        "ringws listening: open http://{addr}/ (echo ws://{addr}/echo, chat ws://{addr}/chat) | workers={} \
+        "ringws listening: open {http}://{addr}/ (echo {ws}://{addr}/echo, chat {ws}://{addr}/chat) | workers={} \
          max_message={}B max_backpressure={}B max_conns/worker={} idle_timeout={}s handshake_timeout={}s",
         cfg.workers,
         cfg.max_message_size,
@@ -84,7 +94,23 @@ fn main() -> ExitCode {
         },
         per_ip.rate_per_second
     );
-    let sig = wait_signal(&signals);
+    let sig = loop {
+        let sig = wait_signal(&signals);
+        if sig != libc::SIGHUP {
+            break sig;
+        }
+        match server.tls() {
+            Some(store) => match store.reload() {
+                Ok(()) => {
+                    tracing::info!("SIGHUP: TLS certificate reloaded (new handshakes use it)")
+                }
+                Err(e) => tracing::error!(
+                    "SIGHUP: TLS reload failed, keeping the current certificate: {e}"
+                ),
+            },
+            None => tracing::info!("SIGHUP: nothing to reload (no TLS)"),
+        }
+    };
     tracing::info!(
         "signal {sig}: closing connections (1001), draining for up to {:?}",
         cfg.drain_timeout
@@ -109,6 +135,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }

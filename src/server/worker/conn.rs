@@ -3,6 +3,7 @@
 
 use crate::door::Refusal;
 use crate::proto::Connection;
+use crate::tls::TlsSession;
 
 use super::super::outbound::{IoVecs, Outbound};
 use super::super::pubsub::Subscriptions;
@@ -49,6 +50,8 @@ pub(super) struct Conn<D> {
     pub iov: Option<Box<IoVecs>>,
     pub topics: Subscriptions,
     pub phase: Phase<D>,
+    /// The TLS session on a TLS listener (boxed: a plain connection pays one pointer).
+    pub tls: Option<Box<TlsSession>>,
 }
 
 impl<D> Conn<D> {
@@ -68,6 +71,7 @@ impl<D> Conn<D> {
                 since: secs,
                 refused: None,
             },
+            tls: None,
         }
     }
 

@@ -121,6 +121,15 @@ impl<H: Handler> Worker<H> {
     /// One send for everything `slot` has queued and not yet handed to the kernel.
     pub(super) fn submit_send(&mut self, slot: u32) {
         let conn = &mut self.conns[slot as usize];
+        if conn.tls.is_some() {
+            if !super::tls::seal(conn, &mut self.local) {
+                self.kill(slot, 1006);
+                return;
+            }
+            if !conn.out.has_unsent() {
+                return;
+            }
+        }
         let mut iov = conn
             .iov
             .take()

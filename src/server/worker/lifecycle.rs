@@ -54,10 +54,22 @@ impl<H: Handler> Worker<H> {
                 std::mem::size_of::<libc::c_int>() as u32,
             )
         };
+        let tls = match &mut self.tls {
+            Some(tw) => match tw.accept(&mut self.local.c) {
+                Some(s) => Some(s),
+                None => {
+                    // SAFETY: `fd` was just returned by accept and is owned by nobody else.
+                    unsafe { libc::close(fd) };
+                    return;
+                }
+            },
+            None => None,
+        };
         // A generation per slot occupant, derived from a worker-wide counter so reuse is detected.
         let gen = (self.local.c.accepted as u32) & GEN_MASK;
         let mut conn = Conn::new(fd, gen, self.clock.secs);
         let lease = self.admit(&mut conn);
+        conn.tls = tls;
         let slot = self.conns.insert(conn) as u32;
         if let Some(lease) = lease {
             let a = Admitted {
@@ -150,6 +162,9 @@ impl<H: Handler> Worker<H> {
         conn.flags |= DEAD;
         let gen = conn.gen;
         let local = &mut self.local;
+        if let Some(t) = conn.tls.take() {
+            super::tls::forget(&mut local.c, &t);
+        }
         local
             .topics
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);

@@ -9,7 +9,8 @@
 //!
 //! Files: this one holds the loop and the completion handlers; `io.rs` every submission (the ring glue);
 //! `lifecycle.rs` accept, teardown and shutdown; `http.rs` the HTTP phase; `session.rs` the WebSocket session;
-//! `timers.rs` the once-a-second sweep; `conn.rs` a connection's state. Only this file and `io.rs` know io_uring.
+//! `timers.rs` the once-a-second sweep; `tls.rs` TLS between recv and the phases; `conn.rs` a connection's state.
+//! Only this file and `io.rs` know io_uring.
 //!
 //! Slots are freed only when no recv is armed and no send is in flight; `user_data` carries a generation so a
 //! completion for a previous occupant of a slot is recognised (its buffer still goes back to the ring).
@@ -20,6 +21,7 @@ mod io;
 mod lifecycle;
 mod session;
 mod timers;
+mod tls;
 
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -85,6 +87,8 @@ pub(crate) struct Worker<H: Handler> {
     accept_armed: bool,
     accept_retry_at: Option<Instant>,
     stopping: Option<Instant>,
+    /// Present when the server speaks TLS.
+    tls: Option<tls::TlsWorker>,
 }
 
 impl<H: Handler> Worker<H> {
@@ -109,6 +113,10 @@ impl<H: Handler> Worker<H> {
             close_timeout: cfg.close_timeout,
         };
         let now = Instant::now();
+        let tls = shared
+            .tls
+            .as_ref()
+            .map(|store| tls::TlsWorker::new(store, cfg.max_tls_handshakes_per_worker));
         Ok(Worker {
             ring,
             id,
@@ -138,6 +146,7 @@ impl<H: Handler> Worker<H> {
             accept_armed: false,
             accept_retry_at: None,
             stopping: None,
+            tls,
         })
     }
 
@@ -230,6 +239,7 @@ impl<H: Handler> Worker<H> {
         }
         if res > 0 {
             let n = res as usize;
+            let mut peer_closed = false;
             if let Some(b) = bid {
                 let bufs = self.ring.bufs(BUFS);
                 // Split borrows: the data lives in the buffer ring, the state in the slab.
@@ -242,6 +252,22 @@ impl<H: Handler> Worker<H> {
                         let h = &*self.handler;
                         let now = self.clock.now;
                         match conn.phase {
+                            _ if conn.tls.is_some() => {
+                                let tw = self
+                                    .tls
+                                    .as_mut()
+                                    .expect("TLS sessions only on a TLS worker");
+                                peer_closed = tls::read(
+                                    h,
+                                    &mut self.local,
+                                    &self.limits,
+                                    tw,
+                                    slot,
+                                    conn,
+                                    data,
+                                    now,
+                                );
+                            }
                             Phase::Ws { .. } => {
                                 session::read(h, &mut self.local, slot, conn, data, now)
                             }
@@ -254,6 +280,9 @@ impl<H: Handler> Worker<H> {
                     _ => {}
                 }
                 self.ring.bufs(BUFS).release(b, buf_more);
+            }
+            if peer_closed {
+                self.kill(slot, 1006);
             }
             self.after_io(slot, gen);
             if live && !more {
