@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use bytes::Bytes;
 
 use super::local::Local;
-use super::outbound::{Outbound, SendStatus};
+use super::outbound::{Outbound, SendStatus, ZERO_COPY_MIN};
 use super::pubsub::{Publish, Subscriptions};
 use super::shared::Shared;
 use crate::broker::{BrokerSnapshot, Health};
@@ -281,12 +281,27 @@ impl<'a, D> WebSocket<'a, D> {
             return SendStatus::Dropped;
         }
         let payload = msg.as_bytes();
-        let st = self.out.push_frame(
-            msg.opcode(),
-            payload,
-            &self.local.backpressure,
-            &mut self.local.pool,
-        );
+        let local = &mut *self.local;
+        let in_ring = local.rx.filter(|rx| {
+            payload.len() >= ZERO_COPY_MIN && rx.contains(payload) && local.pool.ring_room()
+        });
+        let st = match in_ring {
+            // A large payload still in the receive buffer (an echo): sent from there, not copied.
+            Some(rx) => {
+                local.c.zero_copy_sends += 1;
+                self.out.push_frame_in_ring(
+                    msg.opcode(),
+                    payload,
+                    rx.bid,
+                    &local.backpressure,
+                    &mut local.pool,
+                )
+            }
+            None => {
+                self.out
+                    .push_frame(msg.opcode(), payload, &local.backpressure, &mut local.pool)
+            }
+        };
         self.local.note_send(self.slot, st);
         st
     }

@@ -12,6 +12,31 @@ use super::shared::Shared;
 use super::stats::Counters;
 use crate::door::{Claims, IpLease};
 
+/// Where the bytes of the current read lie: receive buffer `bid`, addresses `start..end`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RxSpan {
+    pub start: usize,
+    pub end: usize,
+    pub bid: u16,
+}
+
+impl RxSpan {
+    pub(crate) fn of(data: &[u8], bid: u16) -> Self {
+        let start = data.as_ptr() as usize;
+        RxSpan {
+            start,
+            end: start + data.len(),
+            bid,
+        }
+    }
+    /// Whether `p` lies inside this read's bytes.
+    #[inline]
+    pub(crate) fn contains(&self, p: &[u8]) -> bool {
+        let a = p.as_ptr() as usize;
+        a >= self.start && a + p.len() <= self.end
+    }
+}
+
 pub(crate) struct Local {
     pub shared: Arc<Shared>,
     pub worker: usize,
@@ -23,6 +48,9 @@ pub(crate) struct Local {
     pub c: Counters,
     /// Slots that queued bytes on an empty queue this turn: each gets one send at the end of the turn.
     pub dirty: Vec<u32>,
+    /// The receive buffer of the read being processed (`None` outside a read): a large payload inside it is sent
+    /// straight from it.
+    pub rx: Option<RxSpan>,
     /// What the door granted each connection that it granted something (a per-address slot, token claims), by
     /// slot; removed at teardown. A side table, so that a server without per-address limits or tokens pays
     /// nothing per connection and the connection slot does not grow.
@@ -51,6 +79,7 @@ impl Local {
             close_request: None,
             c: Counters::default(),
             dirty: Vec::with_capacity(1024),
+            rx: None,
             admitted: HashMap::new(),
         }
     }

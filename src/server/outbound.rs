@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 
 use super::backpressure::Backpressure;
-use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
+use crate::proto::{encode_header, write_frame, OpCode, MAX_HEADER_LEN};
 
 /// What happened to a message given to `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub enum SendStatus {
     /// Not queued: the queue is over `max_backpressure`, or the connection is closing.
     Dropped,
 }
+
+/// Payloads at least this large that still lie in the receive buffer are sent from there instead of being copied
+/// (below it, a copy into the corked buffer is cheaper than another iovec).
+pub(crate) const ZERO_COPY_MIN: usize = 4096;
 
 /// Most iovecs in one `sendmsg`.
 pub(crate) const MAX_IOV: usize = 64;
@@ -37,6 +41,13 @@ const LARGE_MAX: usize = 64;
 enum Seg {
     Owned(Vec<u8>),
     Shared(Bytes),
+    /// Bytes still in receive buffer `bid` of the worker's buffer ring, sent without a copy; the buffer is held
+    /// (not given back to the kernel) until this segment is released (see [`BufPool::ring_holds`]).
+    Ring {
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+        bid: u16,
+    },
 }
 
 impl Seg {
@@ -45,6 +56,10 @@ impl Seg {
         match self {
             Seg::Owned(v) => v,
             Seg::Shared(b) => b,
+            // SAFETY: `ptr..ptr+len` lies in receive buffer `bid` (checked against the read's span when queued), and
+            // that buffer is held from then until this segment is released: the kernel does not write into it and
+            // the buffer ring's memory outlives every connection of the worker.
+            Seg::Ring { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
         }
     }
 }
@@ -161,13 +176,45 @@ impl SegQueue {
 }
 
 /// Per-worker pool of owned send buffers, so idle connections hold none and busy ones do not allocate per message.
+/// It also records, for the worker to apply to its buffer ring, the receive buffers that ring segments took
+/// (`ring_holds`) and gave up (`ring_releases`); holds are applied first.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
     small: Vec<Vec<u8>>,
     large: Vec<Vec<u8>>,
+    pub(crate) ring_holds: Vec<u16>,
+    pub(crate) ring_releases: Vec<u16>,
+    /// Ring segments copied out after a short send (a counter the worker moves into its stats).
+    pub(crate) ring_spills: u64,
+    /// Ring segments queued and not yet released, and how many may be (a quarter of the receive ring, set by the
+    /// worker): a send to a peer that does not read stays in flight, holding its buffer until the stall timeout,
+    /// so held buffers are capped and most of the ring always stays with the kernel.
+    ring_live: usize,
+    pub(crate) ring_cap: usize,
 }
 
 impl BufPool {
+    /// A segment is done with: its buffer goes back to the pool, or its receive buffer's hold ends.
+    #[inline]
+    fn release(&mut self, s: Seg) {
+        match s {
+            Seg::Owned(v) => self.give(v),
+            Seg::Ring { bid, .. } => self.end_ring(bid),
+            Seg::Shared(_) => {}
+        }
+    }
+
+    /// Whether another payload may be sent from its receive buffer (under the cap of held segments).
+    #[inline]
+    pub(crate) fn ring_room(&self) -> bool {
+        self.ring_live < self.ring_cap
+    }
+
+    fn end_ring(&mut self, bid: u16) {
+        self.ring_live -= 1;
+        self.ring_releases.push(bid);
+    }
+
     #[inline]
     fn take(&mut self, need: usize) -> Vec<u8> {
         if need <= SMALL_CAP {
@@ -275,6 +322,35 @@ impl Outbound {
         self.status_for(before)
     }
 
+    /// Queue a data frame whose payload stays where it was received, in receive buffer `bid` (no copy): the header
+    /// goes into the tail, the payload as a ring segment that holds the buffer until it is written (or copied out
+    /// after a short send). The caller checked that `payload` lies in receive buffer `bid`.
+    pub(crate) fn push_frame_in_ring(
+        &mut self,
+        op: OpCode,
+        payload: &[u8],
+        bid: u16,
+        bp: &Backpressure,
+        pool: &mut BufPool,
+    ) -> SendStatus {
+        if !bp.admits(self.queued, payload.len() + MAX_HEADER_LEN) {
+            return SendStatus::Dropped;
+        }
+        let before = self.queued;
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, op, payload.len() as u64, None);
+        self.tail(n, pool).extend_from_slice(&h[..n]);
+        self.segs.push_back(Seg::Ring {
+            ptr: std::ptr::NonNull::from(payload).cast(),
+            len: payload.len(),
+            bid,
+        });
+        pool.ring_holds.push(bid);
+        pool.ring_live += 1;
+        self.queued += n + payload.len();
+        self.status_for(before)
+    }
+
     /// Queue a control frame: never dropped (bounded by the protocol: <= 127 bytes each, and a peer that floods
     /// pings without reading is paused like any other).
     pub(crate) fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
@@ -353,12 +429,29 @@ impl Outbound {
                 written -= rest;
                 self.head_off = 0;
                 self.sealed = self.sealed.saturating_sub(1);
-                if let Some(Seg::Owned(v)) = self.segs.pop_front() {
-                    pool.give(v);
+                if let Some(seg) = self.segs.pop_front() {
+                    pool.release(seg);
                 }
             } else {
                 self.head_off += written as u32;
                 written = 0;
+            }
+        }
+        self.spill_ring(pool);
+    }
+
+    /// Copy what is left of ring segments into owned buffers and end their holds, so a receive buffer is never held
+    /// longer than one send (a peer that stops reading must not keep the worker's receive buffers).
+    fn spill_ring(&mut self, pool: &mut BufPool) {
+        for i in 0..self.segs.len() {
+            let Some(seg @ Seg::Ring { .. }) = self.segs.get_mut(i) else {
+                continue;
+            };
+            let mut v = pool.take(seg.bytes().len());
+            v.extend_from_slice(seg.bytes());
+            if let Seg::Ring { bid, .. } = std::mem::replace(seg, Seg::Owned(v)) {
+                pool.end_ring(bid);
+                pool.ring_spills += 1;
             }
         }
     }
@@ -370,9 +463,7 @@ impl Outbound {
         self.queued = 0;
         self.head_off = 0;
         for s in self.segs.drain() {
-            if let Seg::Owned(v) = s {
-                pool.give(v);
-            }
+            pool.release(s);
         }
     }
 
@@ -397,9 +488,7 @@ impl Outbound {
                 result = encrypt(p, v);
                 self.queued += v.len() - start;
             }
-            if let Seg::Owned(v) = seg {
-                pool.give(v);
-            }
+            pool.release(seg);
         }
         result
     }
@@ -603,5 +692,110 @@ mod tests {
         o.push_frame(OpCode::Text, b"a", &Backpressure::new(1 << 20), &mut pool);
         assert_eq!(o.seal(&mut pool, |_, _| Err("no keys")), Err("no keys"));
         assert_eq!(o.queued(), 0);
+    }
+
+    /// Send everything queued in one go (no short send).
+    fn send_whole(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let bytes: Vec<u8> = match o.prepare_send(&mut iov) {
+            // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
+            Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+            Prepared::Vectored(k) => iov[..k]
+                .iter()
+                // SAFETY: as above.
+                .flat_map(|v| {
+                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+                        .to_vec()
+                })
+                .collect(),
+        };
+        o.complete_send(bytes.len(), pool);
+        bytes
+    }
+
+    fn ring_pool() -> BufPool {
+        BufPool {
+            ring_cap: 16,
+            ..BufPool::default()
+        }
+    }
+
+    #[test]
+    fn a_ring_segment_goes_out_uncopied_and_releases_its_hold_when_written() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![7u8; 5000]; // stands in for a receive buffer
+        assert_eq!(
+            o.push_frame_in_ring(OpCode::Binary, &rx, 3, &bp, &mut pool),
+            SendStatus::Sent
+        );
+        assert_eq!(pool.ring_holds, [3]);
+        assert!(pool.ring_releases.is_empty());
+        let mut want = Vec::new();
+        write_frame(&mut want, true, OpCode::Binary, &rx);
+        assert_eq!(o.queued(), want.len());
+        assert_eq!(send_whole(&mut o, &mut pool), want);
+        assert_eq!(pool.ring_releases, [3], "written: the hold ends");
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn a_short_send_copies_the_rest_of_ring_segments_out_and_ends_their_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let a = vec![1u8; 6000];
+        let b: Vec<u8> = (0..7000u32).map(|i| i as u8).collect();
+        o.push_frame_in_ring(OpCode::Binary, &a, 1, &bp, &mut pool);
+        o.push_frame_in_ring(OpCode::Binary, &b, 2, &bp, &mut pool);
+        let mut want = Vec::new();
+        write_frame(&mut want, true, OpCode::Binary, &a);
+        write_frame(&mut want, true, OpCode::Binary, &b);
+        // drain_all sends at most 7 bytes at a time: the first short send spills both ring segments.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let _ = o.prepare_send(&mut iov);
+        o.complete_send(7, &mut pool);
+        let mut released = pool.ring_releases.clone();
+        released.sort();
+        assert_eq!(
+            released,
+            [1, 2],
+            "no receive buffer is held after a short send"
+        );
+        // What was not written yet still comes out intact, from the copies.
+        let rest = drain_all(&mut o, &mut pool);
+        assert_eq!([&want[..7], &rest[..]].concat(), want);
+    }
+
+    #[test]
+    fn abandoning_a_queue_ends_its_ring_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![0u8; 4096];
+        o.push_frame_in_ring(OpCode::Text, &rx, 5, &bp, &mut pool);
+        o.abandon(&mut pool);
+        assert_eq!(pool.ring_releases, [5]);
+    }
+
+    #[test]
+    fn sealing_copies_ring_segments_and_ends_their_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![9u8; 4096];
+        o.push_frame_in_ring(OpCode::Binary, &rx, 4, &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        assert_eq!(pool.ring_releases, [4]);
+        // The stand-in cipher brackets each plaintext segment: the header, then the payload (copied).
+        let want = [&b"[\x82\x7e\x10\x00]["[..], &rx[..], b"]"].concat();
+        assert_eq!(send_whole(&mut o, &mut pool), want);
     }
 }

@@ -65,6 +65,9 @@ counters! {
     cross_worker_dropped: "counter", "ringws_cross_worker_dropped_total", "Publishes not delivered to another worker because its queue was full.";
     loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
+    recv_buffers_held: "gauge", "ringws_recv_buffers_held", "Receive buffers held by bytes queued for sending straight from them (sampled once a second).";
+    zero_copy_sends: "counter", "ringws_zero_copy_sends_total", "Messages sent straight from the receive buffer they arrived in (no copy; large echoes).";
+    ring_spills: "counter", "ringws_ring_spills_total", "Queued bytes copied out of a receive buffer after a short send, so the buffer could go back.";
     door_bad_request: "counter", "ringws_door_refusals_total{reason=\"bad_request\"}", "Requests refused at the door, by reason: bad_request (ambiguous framing: Host, Content-Length, Transfer-Encoding), origin, auth_* (token), per_ip_* (per-address limits).";
     door_origin: "counter", "ringws_door_refusals_total{reason=\"origin\"}", "";
     door_auth_missing: "counter", "ringws_door_refusals_total{reason=\"auth_missing\"}", "";

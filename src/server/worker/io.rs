@@ -183,6 +183,23 @@ impl<H: Handler> Worker<H> {
         self.local.dirty = dirty;
     }
 
+    /// Apply the receive-buffer holds that ring segments took and gave up (holds first, so a buffer held and
+    /// released within one read is given back exactly once).
+    pub(super) fn apply_ring_holds(&mut self) {
+        let pool = &mut self.local.pool;
+        if pool.ring_holds.is_empty() && pool.ring_releases.is_empty() {
+            return;
+        }
+        self.local.c.ring_spills += std::mem::take(&mut pool.ring_spills);
+        let bufs = self.ring.bufs(BUFS);
+        for bid in pool.ring_holds.drain(..) {
+            bufs.hold(bid);
+        }
+        for bid in pool.ring_releases.drain(..) {
+            bufs.unhold(bid);
+        }
+    }
+
     /// Buffers went back to the ring while this turn's completions were processed: re-arm the receives that ran
     /// out of them.
     pub(super) fn rearm_starved(&mut self) {

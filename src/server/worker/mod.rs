@@ -33,7 +33,7 @@ use socket2::Socket;
 use super::config::SlowConsumerPolicy;
 use super::error::StartError;
 use super::handler::Handler;
-use super::local::Local;
+use super::local::{Local, RxSpan};
 use super::outbound::{IoVecs, SendStatus};
 use super::pubsub::Publish;
 use super::shared::Shared;
@@ -107,6 +107,9 @@ impl<H: Handler> Worker<H> {
             .add_buf_ring(cfg.recv_buffers, cfg.recv_buffer_size, 0)
             .map_err(StartError::Io)?;
         debug_assert_eq!(bufs, BUFS);
+        let mut local = Local::new(shared.clone(), id);
+        // Sends straight from receive buffers may hold at most a quarter of the ring (see `BufPool`).
+        local.pool.ring_cap = (cfg.recv_buffers as usize / 4).max(1);
         let limits = Limits {
             max_message_size: cfg.max_message_size,
             max_frame_size: cfg.max_frame_size,
@@ -132,7 +135,7 @@ impl<H: Handler> Worker<H> {
             conns: Slab::with_capacity(
                 (cfg.max_connections_per_worker + HTTP_RESERVE).min(1 << 20),
             ),
-            local: Local::new(shared.clone(), id),
+            local,
             limits,
             starved: Vec::new(),
             cqes: Vec::with_capacity(4096),
@@ -180,6 +183,8 @@ impl<H: Handler> Worker<H> {
             if self.tick_due || self.clock.now >= self.next_sweep {
                 self.tick_due = false;
                 self.sweep();
+                self.apply_ring_holds();
+                self.local.c.recv_buffers_held = self.ring.bufs(BUFS).held() as u64;
             }
             if self.shutdown_done() {
                 break;
@@ -204,6 +209,8 @@ impl<H: Handler> Worker<H> {
                     _ => {}
                 }
             }
+            // Receive buffers whose last hold ended go back before the kernel needs them.
+            self.apply_ring_holds();
         }
         self.cqes = cqes;
     }
@@ -269,7 +276,10 @@ impl<H: Handler> Worker<H> {
                                 );
                             }
                             Phase::Ws { .. } => {
-                                session::read(h, &mut self.local, slot, conn, data, now)
+                                // Large payloads of this read can be sent straight from its buffer.
+                                self.local.rx = Some(RxSpan::of(data, b));
+                                session::read(h, &mut self.local, slot, conn, data, now);
+                                self.local.rx = None;
                             }
                             Phase::Http { .. } => {
                                 http::read(h, &mut self.local, &self.limits, slot, conn, data, now)
@@ -279,6 +289,8 @@ impl<H: Handler> Worker<H> {
                     }
                     _ => {}
                 }
+                // Holds this read took on its buffer count before the buffer's own release.
+                self.apply_ring_holds();
                 self.ring.bufs(BUFS).release(b, buf_more);
             }
             if peer_closed {
