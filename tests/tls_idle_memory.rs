@@ -3,42 +3,17 @@
 //! TLS 1.3 handshakes in a debug build take a while); `RINGWS_TLS_IDLE_CONNS=10000` for the figure in
 //! perf/tls-choice.md.
 
+mod memory_util;
 mod tls_util;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use memory_util::*;
 use tls_util::*;
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -46,25 +21,7 @@ fn upgrade(port: u16, cfg: &Arc<rustls::ClientConfig>) -> Tls {
     let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_nodelay(true).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut s = rustls::StreamOwned::new(client(cfg), tcp);
-    s.write_all(
-        b"GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-    )
-    .unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 256];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0, "server closed during the handshake");
-        head.extend_from_slice(&b[..n]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s
+    upgrade_stream(rustls::StreamOwned::new(client(cfg), tcp))
 }
 
 fn echo(s: &mut Tls, p: &[u8]) {

@@ -540,25 +540,30 @@ pub(crate) enum Prepared {
 mod tests {
     use super::*;
 
-    fn drain_all(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
-        let mut all = Vec::new();
+    /// The bytes the next send would write (prepare_send, read back through the iovecs it filled).
+    fn prepared(o: &mut Outbound) -> Vec<u8> {
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; MAX_IOV];
+        match o.prepare_send(&mut iov) {
+            // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
+            Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+            Prepared::Vectored(k) => iov[..k]
+                .iter()
+                // SAFETY: as above.
+                .flat_map(|v| {
+                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+                        .to_vec()
+                })
+                .collect(),
+        }
+    }
+
+    fn drain_all(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
+        let mut all = Vec::new();
         while o.has_unsent() {
-            let chunk: Vec<u8> = match o.prepare_send(&mut iov) {
-                // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
-                Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
-                Prepared::Vectored(k) => iov[..k]
-                    .iter()
-                    // SAFETY: as above.
-                    .flat_map(|v| {
-                        unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
-                            .to_vec()
-                    })
-                    .collect(),
-            };
+            let chunk = prepared(o);
             // Simulate a short send of at most 7 bytes to exercise resumption.
             let w = chunk.len().min(7);
             all.extend_from_slice(&chunk[..w]);
@@ -668,11 +673,7 @@ mod tests {
         let expect = [&b"HS"[..], b"[\x81\x01a]", b"[SH]", b"[\x8a\x00]"].concat();
         assert_eq!(o.queued(), expect.len());
         // A short send, then more plaintext and ciphertext produced by a read (sealed first).
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let _ = o.prepare_send(&mut iov);
+        let _ = prepared(&mut o);
         o.complete_send(3, &mut pool);
         o.push_frame(OpCode::Text, b"b", &bp, &mut pool);
         o.seal(&mut pool, bracket).unwrap();
@@ -696,22 +697,7 @@ mod tests {
 
     /// Send everything queued in one go (no short send).
     fn send_whole(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let bytes: Vec<u8> = match o.prepare_send(&mut iov) {
-            // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
-            Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
-            Prepared::Vectored(k) => iov[..k]
-                .iter()
-                // SAFETY: as above.
-                .flat_map(|v| {
-                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
-                        .to_vec()
-                })
-                .collect(),
-        };
+        let bytes = prepared(o);
         o.complete_send(bytes.len(), pool);
         bytes
     }
@@ -755,12 +741,8 @@ mod tests {
         let mut want = Vec::new();
         write_frame(&mut want, true, OpCode::Binary, &a);
         write_frame(&mut want, true, OpCode::Binary, &b);
-        // drain_all sends at most 7 bytes at a time: the first short send spills both ring segments.
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; MAX_IOV];
-        let _ = o.prepare_send(&mut iov);
+        // A short send of 7 bytes spills both ring segments.
+        let _ = prepared(&mut o);
         o.complete_send(7, &mut pool);
         let mut released = pool.ring_releases.clone();
         released.sort();
