@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod bufring;
+pub mod deflate;
 pub mod handshake;
 pub mod mask;
 pub mod proto;

@@ -2,6 +2,7 @@
 //!
 //! - [`frame`]: frame header codec (decode is resumable; encode writes into caller buffers).
 //! - [`connection`]: per-connection state machine: message assembly, UTF-8, control frames, close handshake, limits.
+//! - [`compression`]: the [`Decompressor`] seam for messages with RSV1 set (permessage-deflate, in `crate::deflate`).
 //!
 //! Call order per read (see [`Connection`]): `handle_read(input, on_event)` -> `poll_transmit(out)` ->
 //! `poll_timeout()`; `handle_timeout(now)` when the deadline passes. Shut the transport down once `state()` is
@@ -12,9 +13,11 @@
 //! released whenever a read leaves no partial message (an idle connection owns no heap memory).
 //! `size_of::<Connection>()` is 96 bytes.
 
+pub mod compression;
 pub mod connection;
 pub mod frame;
 
+pub use compression::{DecompressError, Decompressor};
 pub use connection::{
     is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
 };
