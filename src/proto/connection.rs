@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::compression::{DecompressError, Decompressor};
 use super::frame::{self, FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 
@@ -121,6 +122,18 @@ const E_CLOSE_UTF8: ProtocolError = perr(1007, "close reason is not UTF-8");
 const E_UTF8: ProtocolError = perr(1007, "text is not UTF-8");
 const E_FRAME_TOO_BIG: ProtocolError = perr(1009, "frame too big");
 const E_MESSAGE_TOO_BIG: ProtocolError = perr(1009, "message too big");
+const E_INFLATED_TOO_BIG: ProtocolError = perr(1009, "decompressed message too big");
+const E_INFLATE_CORRUPT: ProtocolError = perr(1007, "invalid compressed data");
+
+impl From<DecompressError> for ProtocolError {
+    fn from(e: DecompressError) -> Self {
+        match e {
+            DecompressError::TooBig => E_INFLATED_TOO_BIG,
+            DecompressError::Corrupt => E_INFLATE_CORRUPT,
+            DecompressError::InvalidUtf8 => E_UTF8,
+        }
+    }
+}
 
 impl From<HeaderError> for ProtocolError {
     fn from(e: HeaderError) -> Self {
@@ -239,9 +252,10 @@ impl Connection {
     }
 
     /// Accept RSV1 on the first frame of data messages (negotiated by an extension such as permessage-deflate;
-    /// default off: any RSV bit fails the connection with 1002). Such a message is not UTF-8 checked (its payload is
-    /// compressed) and is delivered raw as [`Event::Binary`], even when its opcode is text; RSV1 on control or
-    /// continuation frames is still an error.
+    /// default off: any RSV bit fails the connection with 1002). Read with [`Connection::handle_read_with`], such a
+    /// message is decompressed by the caller's [`Decompressor`], then validated and delivered like any other; read
+    /// with [`Connection::handle_read`], it is not UTF-8 checked and is delivered raw as [`Event::Binary`], even when
+    /// its opcode is text. RSV1 on control or continuation frames is still an error (1002).
     pub fn set_rsv1_allowed(&mut self, allowed: bool) {
         if allowed {
             self.flags |= F_ALLOW_RSV1;
@@ -277,13 +291,36 @@ impl Connection {
         input: &mut [u8],
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), ProtocolError> {
+        self.read(input, None, on_event)
+    }
+
+    /// Like [`Connection::handle_read`], with a decompressor for messages with RSV1 set (see
+    /// [`Connection::set_rsv1_allowed`]). Such a message's payload is assembled whole (its compressed size bounded
+    /// by `max_message_size`), decompressed once its last frame arrived (the output bounded by `max_message_size`
+    /// too: over it 1009; corrupt data 1007), validated as UTF-8 if text (1007) and delivered as `Text`/`Binary`
+    /// borrowing the decompressor's output. Messages without RSV1 take the usual zero-copy path.
+    pub fn handle_read_with(
+        &mut self,
+        input: &mut [u8],
+        decompressor: &mut dyn Decompressor,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        self.read(input, Some(decompressor), on_event)
+    }
+
+    fn read(
+        &mut self,
+        input: &mut [u8],
+        mut dec: Option<&mut dyn Decompressor>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
         if self.close & (C_RECEIVED | C_FAILED | C_TIMED_OUT) != 0 {
             return match self.cold.as_ref().and_then(|c| c.error) {
                 Some(e) => Err(e),
                 None => Ok(()),
             };
         }
-        let r = self.read_frames(input, on_event);
+        let r = self.read_frames(input, &mut dec, on_event);
         if let Err(e) = r {
             self.fail(e);
         } else if self.buf.is_empty() && self.buf.capacity() != 0 {
@@ -379,6 +416,7 @@ impl Connection {
     fn read_frames(
         &mut self,
         input: &mut [u8],
+        dec: &mut Option<&mut dyn Decompressor>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), ProtocolError> {
         let mut pos = 0usize;
@@ -421,7 +459,7 @@ impl Connection {
                     if let Some(key) = header.mask {
                         apply_mask(key, 0, payload);
                     }
-                    self.whole_frame(payload, on_event)?;
+                    self.whole_frame(payload, dec, on_event)?;
                     if self.close & C_RECEIVED != 0 {
                         return Ok(());
                     }
@@ -463,7 +501,7 @@ impl Connection {
                 let last = done && self.flags & F_FIN != 0;
                 self.append_data(chunk, last)?;
                 if last {
-                    self.finish_message(on_event)?;
+                    self.finish_message(dec, on_event)?;
                 }
             }
         }
@@ -582,6 +620,7 @@ impl Connection {
     fn whole_frame(
         &mut self,
         payload: &[u8],
+        dec: &mut Option<&mut dyn Decompressor>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), ProtocolError> {
         let fin = self.flags & F_FIN != 0;
@@ -590,6 +629,11 @@ impl Connection {
                 // A complete unfragmented message: zero-copy.
                 self.msg_op = 0;
                 let deliver = self.close & C_QUEUED == 0;
+                if self.flags & F_MSG_RSV1 != 0 {
+                    if let Some(d) = dec.as_deref_mut() {
+                        return self.deliver_compressed(d, payload, self.op == 1, on_event);
+                    }
+                }
                 if self.op == 1 && self.flags & F_MSG_RSV1 == 0 {
                     let s = simdutf8::basic::from_utf8(payload).map_err(|_| E_UTF8)?;
                     if deliver {
@@ -603,7 +647,7 @@ impl Connection {
             0..=2 => {
                 self.append_data(payload, fin)?;
                 if fin {
-                    self.finish_message(on_event)?;
+                    self.finish_message(dec, on_event)?;
                 }
                 Ok(())
             }
@@ -637,12 +681,23 @@ impl Connection {
     }
 
     /// The final frame of an assembled message is complete: deliver it from the reassembly buffer.
-    fn finish_message(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> Result<(), ProtocolError> {
+    fn finish_message(
+        &mut self,
+        dec: &mut Option<&mut dyn Decompressor>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
         let text = self.msg_op == 1 && self.flags & F_MSG_RSV1 == 0;
+        let compressed_text = self.msg_op == 1;
         self.msg_op = 0;
         self.utf8_tail = 0;
         let deliver = self.close & C_QUEUED == 0;
-        let r = if text {
+        let r = if self.flags & F_MSG_RSV1 != 0 && dec.is_some() {
+            let d = dec.as_deref_mut().expect("checked above");
+            let buf = std::mem::take(&mut self.buf);
+            let r = self.deliver_compressed(d, &buf, compressed_text, on_event);
+            self.buf = buf;
+            r
+        } else if text {
             match simdutf8::basic::from_utf8(&self.buf) {
                 Ok(s) => {
                     if deliver {
@@ -663,6 +718,29 @@ impl Connection {
             self.buf = Vec::new();
         }
         r
+    }
+
+    /// Decompress a complete compressed message, validate it and deliver it (nothing is decompressed once our close
+    /// frame is queued: no event would follow).
+    #[inline(never)]
+    fn deliver_compressed(
+        &self,
+        d: &mut dyn Decompressor,
+        payload: &[u8],
+        text: bool,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(), ProtocolError> {
+        if self.close & C_QUEUED != 0 {
+            return Ok(());
+        }
+        let out = d.decompress(payload, text, self.max_message as usize)?;
+        if text {
+            let s = simdutf8::basic::from_utf8(out).map_err(|_| E_UTF8)?;
+            on_event(Event::Text(s));
+        } else {
+            on_event(Event::Binary(out));
+        }
+        Ok(())
     }
 
     /// A complete control frame (`self.op` is 8, 9 or 10; `payload` is unmasked and at most 125 bytes).

@@ -3,6 +3,7 @@
 //! - `frame`: the frame header codec (decode is resumable; encode writes into caller buffers); its functions are
 //!   re-exported here ([`decode_header`], [`encode_header`], [`write_frame`], [`write_client_frame`]).
 //! - [`connection`]: per-connection state machine: message assembly, UTF-8, control frames, close handshake, limits.
+//! - [`compression`]: the [`Decompressor`] seam for messages with RSV1 set (permessage-deflate, in `crate::deflate`).
 //!
 //! Call order per read (see [`Connection`]): `handle_read(input, on_event)` -> `poll_transmit(out)` ->
 //! `poll_timeout()`; `handle_timeout(now)` when the deadline passes. Shut the transport down once `state()` is
@@ -13,9 +14,11 @@
 //! released whenever a read leaves no partial message (an idle connection owns no heap memory).
 //! `size_of::<Connection>()` is 96 bytes.
 
+pub mod compression;
 pub mod connection;
 mod frame;
 
+pub use compression::{DecompressError, Decompressor};
 pub use connection::{
     is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
 };
