@@ -27,5 +27,5 @@ pub mod tls;
 #[cfg(feature = "internals")]
 pub mod uring;
 #[cfg(not(feature = "internals"))]
-#[allow(dead_code, unreachable_pub)]
+#[allow(dead_code, unreachable_pub, unused_imports)]
 mod uring;

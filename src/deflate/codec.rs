@@ -75,6 +75,7 @@ impl Deflater {
         }
     }
 
+    /// The LZ77 window (log2 bytes) this compressor produces references within.
     pub fn window_bits(&self) -> u8 {
         self.window_bits
     }
@@ -202,6 +203,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history of at most 2^`window_bits` bytes.
     pub fn new(window_bits: u8) -> Self {
         History {
             buf: Vec::new(),
@@ -209,6 +211,7 @@ impl History {
         }
     }
 
+    /// Append `data`, keeping only the newest window of bytes.
     pub fn push(&mut self, data: &[u8]) {
         if self.buf.capacity() < self.window {
             // One exact allocation: the history never holds more than the window.
@@ -227,6 +230,7 @@ impl History {
         self.buf.extend_from_slice(data);
     }
 
+    /// The bytes kept, oldest first.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
@@ -250,6 +254,7 @@ pub struct DedicatedDeflater {
 }
 
 impl DedicatedDeflater {
+    /// A compressor with context takeover, a 2^`window_bits` window and zlib `level`; no stream until first used.
     pub fn new(window_bits: u8, level: u8) -> Self {
         let window_bits = window_bits.clamp(8, 15);
         DedicatedDeflater {
@@ -306,6 +311,7 @@ impl DedicatedDeflater {
         self.history.heap_bytes()
     }
 
+    /// Whether a compression stream is allocated now (it is dropped by `compact` while idle).
     pub fn has_stream(&self) -> bool {
         self.stream.is_some()
     }
@@ -464,6 +470,7 @@ impl InflateHistory {
         InflateHistory(History::new(window_bits))
     }
 
+    /// Heap bytes held now (the window kept for the client's context), for memory accounting.
     pub fn heap_bytes(&self) -> usize {
         self.0.heap_bytes()
     }

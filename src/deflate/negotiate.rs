@@ -43,7 +43,10 @@ pub enum Compression {
     /// Context takeover both ways (better ratios on repetitive traffic) with an LZ77 window of `window_bits` (9..=15)
     /// for the server's own compression and, when the client offers `client_max_window_bits`, for the client's. Costs
     /// per connection the window history of each direction (see [`super::codec`]).
-    Dedicated { window_bits: u8 },
+    Dedicated {
+        /// The LZ77 window, log2 bytes (9..=15).
+        window_bits: u8,
+    },
 }
 
 impl Compression {
@@ -109,6 +112,7 @@ impl DeflateParams {
 /// The outcome of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
+    /// The agreed parameters (what both sides compress with).
     pub params: DeflateParams,
     /// The `Sec-WebSocket-Extensions` response header value.
     pub response: String,
@@ -117,9 +121,13 @@ pub struct Negotiated {
 /// One parsed permessage-deflate offer. `client_max_window_bits: Some(None)` = the parameter without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offer {
+    /// The client asks the server to reset its compression context after each message.
     pub server_no_context_takeover: bool,
+    /// The client announces it resets its own context after each message.
     pub client_no_context_takeover: bool,
+    /// The largest window the server may compress with.
     pub server_max_window_bits: Option<u8>,
+    /// The client accepts a limit on its window (`Some(None)`), or announces its own (`Some(Some(bits))`).
     pub client_max_window_bits: Option<Option<u8>>,
 }
 
@@ -130,7 +138,9 @@ pub enum Decline {
     OtherExtension,
     /// Malformed syntax (bad token, unterminated quoted string, empty parameter).
     Syntax,
+    /// A parameter RFC 7692 does not define.
     UnknownParameter,
+    /// The same parameter twice in one offer.
     RepeatedParameter,
     /// A value where none is allowed, none where one is required, or not an integer 8..=15 without leading zeros.
     BadValue,

@@ -28,6 +28,7 @@ use super::compression::{DecompressError, Decompressor};
 use super::frame::{self, FrameHeader, HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 
+/// Which end of the connection this core plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Expects masked frames from the peer, sends unmasked ones.
@@ -67,8 +68,10 @@ pub fn is_valid_close_code(code: CloseCode) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+/// Where the closing handshake stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Messages flow both ways.
     Open,
     /// We sent a close frame and wait for the peer's (or the peer's close was answered and we wait to shut down).
     Closing,
@@ -85,11 +88,14 @@ pub enum Event<'a> {
     Binary(&'a [u8]),
     /// A ping; the pong is already queued. Every ping is answered (none are coalesced).
     Ping(&'a [u8]),
+    /// A pong (an answer to a ping, or unsolicited).
     Pong(&'a [u8]),
     /// The peer's close frame; our answer (echoing the code; 1000 for an empty close) is already queued, unless we had
     /// sent or queued our own close first. `code` None = no status sent (1005). No event follows this one.
     Close {
+        /// The status code, if the frame carried one.
         code: Option<CloseCode>,
+        /// The reason text (valid UTF-8, possibly empty).
         reason: &'a str,
     },
 }
@@ -97,7 +103,9 @@ pub enum Event<'a> {
 /// A protocol violation by the peer. A close frame with `code` is already queued; the connection is closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProtocolError {
+    /// The close code sent to the peer (1002, 1007 or 1009).
     pub code: CloseCode,
+    /// What the peer did wrong, for logs.
     pub reason: &'static str,
 }
 
@@ -222,6 +230,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection in the `Open` state (after the opening handshake) playing `role` under `limits`.
     pub fn new(role: Role, limits: Limits) -> Self {
         Connection {
             buf: Vec::new(),
@@ -243,6 +252,7 @@ impl Connection {
         }
     }
 
+    /// The role given at creation.
     pub fn role(&self) -> Role {
         if self.flags & F_CLIENT != 0 {
             Role::Client
@@ -394,6 +404,7 @@ impl Connection {
         }
     }
 
+    /// Where the closing handshake stands.
     pub fn state(&self) -> State {
         let c = self.close;
         if c & C_QUEUED == 0 {

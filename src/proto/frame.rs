@@ -13,18 +13,26 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// Largest payload of a control frame (RFC 6455 5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// A frame opcode (RFC 6455 5.2); the reserved values are not representable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum OpCode {
+    /// A later fragment of a message.
     Continuation = 0x0,
+    /// The first frame of a text message.
     Text = 0x1,
+    /// The first frame of a binary message.
     Binary = 0x2,
+    /// A close frame.
     Close = 0x8,
+    /// A ping.
     Ping = 0x9,
+    /// A pong.
     Pong = 0xA,
 }
 
 impl OpCode {
+    /// Close, ping or pong (at most 125 bytes of payload, never fragmented).
     pub fn is_control(self) -> bool {
         (self as u8) & 0x8 != 0
     }
@@ -48,10 +56,15 @@ impl OpCode {
 /// their wire position (`0x40` = RSV1, `0x20` = RSV2, `0x10` = RSV3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The last frame of its message.
     pub fin: bool,
+    /// The RSV bits in their wire position.
     pub rsv: u8,
+    /// The raw 4-bit opcode.
     pub opcode: u8,
+    /// The masking key, if the frame is masked (every client frame).
     pub mask: Option<[u8; 4]>,
+    /// The payload length the header declares.
     pub payload_len: u64,
 }
 

@@ -27,15 +27,20 @@ pub use io_uring::{cqueue, opcode, types as uring_types};
 /// One completion, copied out of the completion queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cqe {
+    /// The `user_data` of the SQE this completes.
     pub user_data: u64,
+    /// The operation's result: a count or a negative errno.
     pub result: i32,
+    /// `IORING_CQE_F_*` flags (more, buffer id, buffer more).
     pub flags: u32,
 }
 
 /// io_uring cannot be used here: the error, and advice on how to fix it.
 #[derive(Debug)]
 pub struct SetupError {
+    /// What `io_uring_setup` returned.
     pub error: io::Error,
+    /// Why, and how to fix it.
     pub advice: String,
 }
 
@@ -133,6 +138,7 @@ impl Ring {
         Err(SetupError { error, advice })
     }
 
+    /// Which setup flags the kernel accepted.
     pub fn mode(&self) -> SetupMode {
         self.mode
     }
