@@ -34,7 +34,8 @@ pub use config::{
     load_cert_chain, load_private_key, TlsAcceptor, TlsConfigError, TlsConfigErrorKind,
     TlsConfigStore, TlsFiles, TlsOptions,
 };
-pub use session::{ReadOutcome, TlsSession, MAX_PENDING_TLS};
+pub use record::ReadOutcome;
+pub use session::{TlsSession, MAX_PENDING_TLS};
 pub use sniff::{NotTls, PLAIN_HTTP_RESPONSE};
 
 use std::fmt;

@@ -19,8 +19,17 @@ use rustls::server::ServerConnectionData;
 use rustls::{AlertDescription, ConnectionTrafficSecrets, ExtractedSecrets, InvalidMessage};
 use zeroize::Zeroize;
 
-use super::session::ReadOutcome;
 use super::TlsError;
+
+/// What a call to [`super::TlsSession::read_tls`] observed besides plaintext.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOutcome {
+    /// The handshake completed during this call: the layer above may start (and [`super::TlsSession::encrypt`] works).
+    pub handshake_completed: bool,
+    /// The peer sent `close_notify`: it sends nothing more. A clean close for the layer above (end of stream);
+    /// answer with [`super::TlsSession::close`] and close the socket once it is sent.
+    pub peer_closed: bool,
+}
 
 const APPLICATION_DATA: u8 = 0x17;
 const ALERT: u8 = 0x15;

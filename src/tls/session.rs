@@ -8,7 +8,7 @@
 //! ever holds are the tail of an incomplete record (or of a handshake message split over records) between two reads,
 //! in `pending`, freed as soon as it empties. `perf/tls-choice.md` has the measurements behind this design.
 
-use super::record::Records;
+use super::record::{ReadOutcome, Records};
 use super::sniff::{sniff, Sniff};
 use super::TlsError;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -28,16 +28,6 @@ pub const MAX_PENDING_TLS: usize = 0xffff + 5 + 16 * 1024 + 2048;
 const RECORD_OVERHEAD: usize = 32;
 /// The largest plaintext per TLS record.
 const MAX_FRAGMENT: usize = 16 * 1024;
-
-/// What a call to [`TlsSession::read_tls`] observed besides plaintext.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReadOutcome {
-    /// The handshake completed during this call: the layer above may start (and [`TlsSession::encrypt`] works).
-    pub handshake_completed: bool,
-    /// The peer sent `close_notify`: it sends nothing more. A clean close for the layer above (end of stream);
-    /// answer with [`TlsSession::close`] and close the socket once it is sent.
-    pub peer_closed: bool,
-}
 
 const SNIFFED: u8 = 1;
 const HANDSHAKE_DONE: u8 = 2;
