@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use ringws::proto::frame::{write_client_frame, write_frame};
+use ringws::proto::{write_client_frame, write_frame};
 use ringws::proto::{Connection, Event, Limits, OpCode, Role};
 
 const SIZES: [usize; 3] = [20, 1024, 16 * 1024];

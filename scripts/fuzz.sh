@@ -7,7 +7,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SECS=${1:-60}
 cd "$ROOT"
 export RUSTC_BOOTSTRAP=1
-for t in decoder handshake mask inflate; do
+for t in decoder handshake door mask envelope tls inflate; do
   mkdir -p "target/fuzz-corpus/$t"
   cp -n fuzz/corpus/$t/seed-* "target/fuzz-corpus/$t/" 2>/dev/null || true
   echo "-- fuzz target $t for ${SECS}s"

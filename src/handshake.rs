@@ -4,7 +4,10 @@
 //! Server flow:
 //! 1. [`parse_request`] on the bytes read so far: `Ok(None)` means "read more", an `Err` is answered with
 //!    [`write_response`] (`err.status`) and the connection closed.
-//! 2. If [`Request::is_upgrade`], [`validate_upgrade`]: a [`Rejection`] is answered with [`Rejection::write`]; an
+//! 2. [`check_head`] on every parsed request (RFC 9112 framing: `Host`, `Content-Length`, `Transfer-Encoding`); an
+//!    `Err` is answered like a parse error. Its [`BodyLength`] says how many bytes after the head belong to the
+//!    request, so a request with a body is never mistaken for the start of the next request.
+//! 3. If [`Request::is_upgrade`], [`validate_upgrade`] (which runs [`check_head`] itself and refuses any body): a [`Rejection`] is answered with [`Rejection::write`]; an
 //!    [`Upgrade`] lets the server layer look at `origin`, pick one of `protocols`, and answer with
 //!    [`write_accept_response`] (or refuse with any status via [`write_response`]).
 //!
@@ -30,7 +33,9 @@ const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// A parsed HTTP/1.1 request head.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The request method, case-sensitive (`GET`).
     pub method: String,
+    /// The request target as sent (`/chat?room=a`).
     pub path: String,
     /// Header names lower-cased, values as sent (trimmed), in order.
     pub headers: Vec<(String, String)>,
@@ -72,7 +77,9 @@ impl Request {
 /// large.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpError {
+    /// The status to answer with (client side: the status the server answered with, see above).
     pub status: u16,
+    /// A short explanation (not the reason phrase).
     pub reason: &'static str,
 }
 
@@ -133,11 +140,169 @@ pub fn parse_request(buf: &[u8], max_size: usize) -> Result<Option<(Request, usi
     }
 }
 
+/// How the body of a request is delimited (RFC 9112 section 6.3), as found by [`check_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLength {
+    /// Neither `Content-Length` nor `Transfer-Encoding`: a request without a body; the next byte starts the next
+    /// request (or, after a `101`, the first WebSocket frame).
+    None,
+    /// `Content-Length: n`: exactly `n` bytes follow the head (`0` is a valid, empty body).
+    Fixed(u64),
+    /// `Transfer-Encoding: chunked`: the length is known only by decoding the chunks.
+    Chunked,
+}
+
+impl BodyLength {
+    /// Whether bytes of a body follow the head (`Fixed(0)` has none).
+    pub fn has_body(self) -> bool {
+        !matches!(self, BodyLength::None | BodyLength::Fixed(0))
+    }
+}
+
+/// Check the framing headers of a parsed request head as RFC 9112 asks of a server, so that ringws never reads a
+/// request's length differently from a proxy in front of it (request smuggling). Returns how the body is delimited.
+///
+/// Refusals (the first failure decides):
+/// - **400** when an HTTP/1.1 request has no `Host`, when any request has more than one, or when its value is not
+///   `uri-host [ ":" port ]` (RFC 9112 3.2; an empty value is allowed by that grammar);
+/// - **400** when a `Content-Length` element is not a non-negative decimal that fits in a `u64` (no sign, no spaces
+///   inside, no empty element), or when the elements (over repeated lines and comma lists) are not all the same
+///   value. Repeated *identical* values (`Content-Length: 5, 5` or two lines of `5`) are accepted as one, which RFC
+///   9110 8.6 allows: every hop that reads them reads the same length, so they cannot desynchronise a connection;
+/// - **400** when `Transfer-Encoding` comes together with `Content-Length` (RFC 9112 6.1 lets a server process such a
+///   request, but refusing it is the safe reading behind a proxy), in an HTTP/1.0 request, when `chunked` is not the
+///   final coding or appears twice, or when the header holds an empty element (RFC 9112 6.3);
+/// - **501** when a transfer coding other than `chunked` is listed (RFC 9112 6.1: not understood).
+pub fn check_head(req: &Request) -> Result<BodyLength, HttpError> {
+    let mut hosts = req.headers_named("host");
+    match (hosts.next(), hosts.next()) {
+        (None, _) if req.version == 1 => return Err(http_err(400, "missing Host header")),
+        (None, _) => {}
+        (Some(_), Some(_)) => return Err(http_err(400, "more than one Host header")),
+        (Some(h), None) if !host_is_valid(h) => {
+            return Err(http_err(400, "invalid Host header value"))
+        }
+        (Some(_), None) => {}
+    }
+
+    let mut length: Option<u64> = None;
+    for value in req.headers_named("content-length") {
+        for element in value.split(',') {
+            let n = parse_decimal(element.trim_matches([' ', '\t']))
+                .ok_or(http_err(400, "invalid Content-Length value"))?;
+            match length {
+                Some(prev) if prev != n => {
+                    return Err(http_err(400, "conflicting Content-Length values"))
+                }
+                _ => length = Some(n),
+            }
+        }
+    }
+
+    let mut codings = req
+        .headers_named("transfer-encoding")
+        .flat_map(|v| v.split(','))
+        .peekable();
+    if codings.peek().is_none() {
+        return Ok(length.map_or(BodyLength::None, BodyLength::Fixed));
+    }
+    if length.is_some() {
+        return Err(http_err(
+            400,
+            "Transfer-Encoding together with Content-Length",
+        ));
+    }
+    if req.version != 1 {
+        return Err(http_err(400, "Transfer-Encoding in an HTTP/1.0 request"));
+    }
+    let mut chunked_last = false;
+    for coding in codings {
+        // A coding may carry parameters (`gzip;q=1` is not valid here, but `x;p=v` is the grammar); only the name counts.
+        let name = coding
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim_matches([' ', '\t']);
+        if name.is_empty() {
+            return Err(http_err(400, "empty Transfer-Encoding element"));
+        }
+        if chunked_last {
+            return Err(http_err(400, "chunked is not the final transfer coding"));
+        }
+        if name.eq_ignore_ascii_case("chunked") {
+            chunked_last = true;
+        } else {
+            return Err(http_err(501, "transfer coding not implemented"));
+        }
+    }
+    Ok(BodyLength::Chunked)
+}
+
+/// `1*DIGIT` as a `u64`; `None` if empty, not all digits, or too large.
+fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u64, |acc, b| {
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
+}
+
+/// Whether a `Host` value is `uri-host [ ":" port ]` (RFC 3986 3.2.2, 3.2.3), with the port at most 65535.
+fn host_is_valid(v: &str) -> bool {
+    let (host, port) = if let Some(rest) = v.strip_prefix('[') {
+        let Some((literal, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return false;
+        }
+        match after.strip_prefix(':') {
+            Some(port) => ("", Some(port)),
+            None if after.is_empty() => ("", None),
+            None => return false,
+        }
+    } else {
+        match v.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (v, None),
+        }
+    };
+    // reg-name = *( unreserved / pct-encoded / sub-delims ); IPv4 addresses are a subset.
+    let b = host.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if b.len() > i + 2
+                && b[i + 1].is_ascii_hexdigit()
+                && b[i + 2].is_ascii_hexdigit() =>
+            {
+                i += 3;
+                continue;
+            }
+            c if c.is_ascii_alphanumeric() => {}
+            b'-' | b'.' | b'_' | b'~' => {}
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' => {}
+            _ => return false,
+        }
+        i += 1;
+    }
+    match port {
+        None | Some("") => true,
+        Some(p) => p.len() <= 5 && parse_decimal(p).is_some_and(|n| n <= 65535),
+    }
+}
+
 /// A valid upgrade request, with what the server layer needs to accept or reject it.
 #[derive(Debug, Clone)]
 pub struct Upgrade {
     /// `Sec-WebSocket-Accept` value.
     pub accept: String,
+    /// The `Origin` header, if any (browsers always send one; judged by `door::origin`).
     pub origin: Option<String>,
     /// Offered subprotocols, in order.
     pub protocols: Vec<String>,
@@ -148,7 +313,9 @@ pub struct Upgrade {
 /// Why an upgrade request was refused, as an HTTP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
+    /// The status to answer with.
     pub status: u16,
+    /// A short explanation, sent as the plain-text body.
     pub reason: &'static str,
     /// Extra response headers (e.g. `Sec-WebSocket-Version: 13` with 426).
     pub headers: Vec<(&'static str, String)>,
@@ -185,7 +352,9 @@ impl std::error::Error for Rejection {}
 /// Checks, in this order (the first failure decides the answer):
 /// - method `GET`, else **405** with `Allow: GET`;
 /// - HTTP/1.1, else **400** (an upgrade needs HTTP/1.1 or later, and httparse only speaks 1.x);
-/// - exactly one `Host`, else **400**;
+/// - [`check_head`] (exactly one valid `Host`, coherent `Content-Length` / `Transfer-Encoding`), else its status;
+/// - no body (`Content-Length` absent or `0`, no `Transfer-Encoding`), else **400**: the bytes after the head of an
+///   accepted upgrade are WebSocket frames;
 /// - `Upgrade` holding the token `websocket` (any case), else **400**;
 /// - `Connection` holding the token `upgrade` (any case, comma-separated list, repeated headers), else **400**;
 /// - `Sec-WebSocket-Version: 13` (one header), else **426** with `Sec-WebSocket-Version: 13` (RFC 6455 4.4);
@@ -201,10 +370,16 @@ pub fn validate_upgrade(req: &Request) -> Result<Upgrade, Rejection> {
     if req.version != 1 {
         return Err(Rejection::new(400, "WebSocket upgrade requires HTTP/1.1"));
     }
-    match req.headers_named("host").count() {
-        1 => {}
-        0 => return Err(Rejection::new(400, "missing Host header")),
-        _ => return Err(Rejection::new(400, "more than one Host header")),
+    match check_head(req) {
+        Ok(body) if body.has_body() => {
+            // The bytes after the head would be read as WebSocket frames.
+            return Err(Rejection::new(
+                400,
+                "a WebSocket upgrade request has no body",
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(Rejection::new(e.status, e.reason)),
     }
     if !req.is_upgrade() {
         return Err(Rejection::new(400, "missing Upgrade: websocket"));
@@ -443,6 +618,7 @@ impl ClientHandshake {
         ClientHandshake { key, accept }
     }
 
+    /// The `Sec-WebSocket-Key` this client sends (base64 of the 16 nonce bytes).
     pub fn key(&self) -> &str {
         &self.key
     }

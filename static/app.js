@@ -36,6 +36,13 @@
     return 'ws://127.0.0.1:1338'; // opened from file://
   }
 
+  // A page opened as /?token=JWT hands the token on to its WebSockets: a server started with --jwt-secret or
+  // --jwt-public-key requires one, and a browser cannot set an Authorization header on a WebSocket.
+  function withToken(path) {
+    const t = new URLSearchParams(location.search).get('token');
+    return t ? `${path}?token=${encodeURIComponent(t)}` : path;
+  }
+
   const pad = (n, w = 2) => String(n).padStart(w, '0');
   function clock(date, withMs) {
     const s = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
@@ -88,7 +95,7 @@
     last: $('echo-rtt-last'), avg: $('echo-rtt-avg'), p95: $('echo-rtt-p95'),
   };
 
-  E.url.value = `${wsBase()}/echo`;
+  E.url.value = `${wsBase()}${withToken('/echo')}`;
 
   /** kind: 'sent' | 'recv' | 'sys' | 'err'; body: string or array of [className, text]. */
   function echoLog(kind, body) {
@@ -277,6 +284,7 @@
   const chat = {
     ws: null,
     myName: '',
+    myNode: null,          // this server's node label when rooms span nodes (--redis); counts are per node
     wantName: '',          // name the user asked for; re-sent after a reconnect
     rooms: new Map(),      // room -> { tab, count, badge, log, unread, n }
     active: null,
@@ -370,7 +378,7 @@
     if (typeof n !== 'number') return;
     r.n = n;
     r.count.textContent = String(n);
-    r.count.title = `${n} in room`;
+    r.count.title = chat.myNode ? `${n} in room on this node (${chat.myNode})` : `${n} in room`;
   }
 
   function selectRoom(name) {
@@ -422,6 +430,15 @@
     if (!C.name.value) C.name.placeholder = name;
   }
 
+  // Member counts are per node: an event from another node reports that node's members, not ours.
+  function fromHere(m) {
+    return typeof m.node !== 'string' || m.node === chat.myNode;
+  }
+
+  function whereCount(m) {
+    return fromHere(m) ? `${m.count} here` : `${m.count} on node ${m.node}`;
+  }
+
   function onChatMessage(raw) {
     let m;
     try { m = JSON.parse(raw); } catch { return; }
@@ -430,6 +447,11 @@
     switch (m.type) {
       case 'welcome':
         setMe(String(m.name ?? ''));
+        chat.myNode = typeof m.node === 'string' ? m.node : null;
+        if (m.authenticated === true) {
+          // The name comes from the token: the server refuses renames.
+          for (const x of $('chat-name-form').elements) x.disabled = true;
+        }
         break;
       case 'renamed':
         setMe(String(m.name ?? ''));
@@ -443,16 +465,16 @@
         const fresh = !chat.rooms.has(room);
         const r = ensureRoom(room);
         if (mine && fresh) selectRoom(room);
-        setCount(r, m.count);
+        if (fromHere(m)) setCount(r, m.count);
         const who = mine && fresh ? 'you' : String(m.name);
-        roomLine(r, 'presence', null, `${who} joined #${room} (${m.count} here)`);
+        roomLine(r, 'presence', null, `${who} joined #${room} (${whereCount(m)})`);
         break;
       }
       case 'left': {
         const r = room !== null && chat.rooms.get(room);
         if (!r) break;
-        setCount(r, m.count);
-        roomLine(r, 'presence', null, `${m.name} left #${room} (${m.count} here)`);
+        if (fromHere(m)) setCount(r, m.count);
+        roomLine(r, 'presence', null, `${m.name} left #${room} (${whereCount(m)})`);
         break;
       }
       case 'message': {
@@ -474,7 +496,7 @@
     clearTimeout(chat.retryTimer);
     let ws;
     try {
-      ws = new WebSocket(`${wsBase()}/chat`);
+      ws = new WebSocket(`${wsBase()}${withToken('/chat')}`);
     } catch (err) {
       notice(`cannot connect: ${err.message}`, null, 'err');
       return;

@@ -79,7 +79,7 @@ fn fragments(op: OpCode, payload: &[u8], parts: usize, compressed: bool) -> Vec<
             let mut f = Vec::new();
             let mut h = [0u8; 14];
             let opc = OpCode::from_u8(op).unwrap();
-            let hl = ringws::proto::frame::encode_header_rsv(
+            let hl = ringws::proto::encode_header_rsv(
                 &mut h,
                 fin != 0,
                 rsv,

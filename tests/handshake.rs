@@ -1,8 +1,8 @@
 //! Opening handshake tests (RFC 6455 section 4), grouped by section.
 
 use ringws::handshake::{
-    accept_key, parse_request, reason_phrase, validate_upgrade, write_accept_response,
-    write_response, ClientHandshake, HttpError, Request, DEFAULT_MAX_REQUEST_SIZE,
+    accept_key, check_head, parse_request, reason_phrase, validate_upgrade, write_accept_response,
+    write_response, BodyLength, ClientHandshake, HttpError, Request, DEFAULT_MAX_REQUEST_SIZE,
 };
 
 const RFC_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -345,6 +345,217 @@ fn protocols_and_extensions_across_repeated_headers() {
         ]
     );
     assert_eq!(up.origin.as_deref(), Some("https://o.example"));
+}
+
+// ---- RFC 9112 / RFC 9110: strict request framing (Host, Content-Length, Transfer-Encoding) ----
+
+/// A plain request head: the request line, then these header lines (each `Name: value`), then the blank line.
+fn head(line: &str, headers: &[&str]) -> String {
+    let mut s = format!("{line}\r\n");
+    for h in headers {
+        s += h;
+        s += "\r\n";
+    }
+    s + "\r\n"
+}
+
+/// The answer a server gives to a raw head: the parse error or `check_head`'s error status, or 0 when it is accepted.
+fn head_status(raw: &str) -> u16 {
+    match parse_request(raw.as_bytes(), DEFAULT_MAX_REQUEST_SIZE) {
+        Err(e) => e.status,
+        Ok(None) => panic!("incomplete head {raw:?}"),
+        Ok(Some((req, _))) => check_head(&req).err().map_or(0, |e| e.status),
+    }
+}
+
+#[test]
+fn malformed_heads_are_400() {
+    const GET: &str = "GET / HTTP/1.1";
+    let cases: &[(&str, &[&str])] = &[
+        // RFC 9112 3.2: Host required, unique and well-formed.
+        (GET, &[]),
+        (GET, &["Content-Length: 5"]),
+        (GET, &["Host: example.com", "Host: example.org"]),
+        (GET, &["Host: example.com", "Host: example.com"]),
+        ("GET / HTTP/1.0", &["Host: a", "Host: b"]),
+        (GET, &["Host: exa mple.com"]),
+        (GET, &["Host: example.com/path"]),
+        (GET, &["Host: user@example.com"]),
+        (GET, &["Host: example.com:80:80"]),
+        (GET, &["Host: example.com:http"]),
+        (GET, &["Host: example.com:65536"]),
+        (GET, &["Host: example.com:-1"]),
+        (GET, &["Host: [::1"]),
+        (GET, &["Host: [not-an-address]:80"]),
+        (GET, &["Host: [::1]x"]),
+        (GET, &["Host: a%zz"]),
+        // RFC 9110 8.6: one non-negative decimal.
+        (GET, &["Host: e", "Content-Length: -1234"]),
+        (
+            GET,
+            &["Host: e", "Content-Length: -123456789123456789123456789"],
+        ),
+        (
+            GET,
+            &["Host: e", "Content-Length: 123456789123456789123456789"],
+        ),
+        (GET, &["Host: e", "Content-Length: 18446744073709551616"]),
+        (GET, &["Host: e", "Content-Length: abc"]),
+        (GET, &["Host: e", "Content-Length: +5"]),
+        (GET, &["Host: e", "Content-Length: 0x10"]),
+        (GET, &["Host: e", "Content-Length: 5.0"]),
+        (GET, &["Host: e", "Content-Length: 1 2"]),
+        (GET, &["Host: e", "Content-Length: "]),
+        (GET, &["Host: e", "Content-Length: 5,"]),
+        (GET, &["Host: e", "Content-Length: 5, 6"]),
+        (GET, &["Host: e", "Content-Length: 5", "Content-Length: 6"]),
+        // RFC 9112 6.1 / 6.3: Transfer-Encoding.
+        (
+            GET,
+            &["Host: e", "Transfer-Encoding: chunked", "Content-Length: 5"],
+        ),
+        (
+            GET,
+            &["Host: e", "Content-Length: 0", "Transfer-Encoding: chunked"],
+        ),
+        (
+            "POST / HTTP/1.0",
+            &["Host: e", "Transfer-Encoding: chunked"],
+        ),
+        (GET, &["Host: e", "Transfer-Encoding: chunked, chunked"]),
+        (
+            GET,
+            &[
+                "Host: e",
+                "Transfer-Encoding: chunked",
+                "Transfer-Encoding: gzip",
+            ],
+        ),
+        (GET, &["Host: e", "Transfer-Encoding: "]),
+        (GET, &["Host: e", "Transfer-Encoding: chunked,"]),
+        // Rejected by the parser itself (httparse): bad names, control bytes, bare CR, space before the colon.
+        (GET, &["Host: e", "X-Invalid[]: test"]),
+        (GET, &["Host: e", "X-Bad-Control-Char: test\x07"]),
+        (GET, &["Host : e"]),
+        ("GET / HTTP/1.1\r\nHost: e\r\n\rSome-Header: Test", &[]),
+        ("Extra lineGET / HTTP/1.1", &["Host: e"]),
+        ("GET / ", &[]),
+    ];
+    for (line, headers) in cases {
+        let raw = head(line, headers);
+        assert_eq!(head_status(&raw), 400, "{raw:?}");
+    }
+}
+
+#[test]
+fn unknown_transfer_coding_is_501() {
+    for te in ["gzip, chunked", "identity", "x-custom;p=1, chunked"] {
+        let raw = head(
+            "POST / HTTP/1.1",
+            &["Host: e", &format!("Transfer-Encoding: {te}")],
+        );
+        assert_eq!(head_status(&raw), 501, "{te}");
+    }
+}
+
+#[test]
+fn valid_heads_and_their_body_length() {
+    let cases: &[(&str, &[&str], BodyLength)] = &[
+        ("GET / HTTP/1.1", &["Host: example.com"], BodyLength::None),
+        (
+            "GET / HTTP/1.1",
+            &["hoSt:\texample.com", "empty:"],
+            BodyLength::None,
+        ),
+        ("GET / HTTP/1.1", &["Host: "], BodyLength::None),
+        (
+            "GET / HTTP/1.1",
+            &["Host: 127.0.0.1:1338"],
+            BodyLength::None,
+        ),
+        ("GET / HTTP/1.1", &["Host: [::1]:1338"], BodyLength::None),
+        ("GET / HTTP/1.1", &["Host: [2001:db8::1]"], BodyLength::None),
+        (
+            "GET / HTTP/1.1",
+            &["Host: xn--bcher-kva.example:"],
+            BodyLength::None,
+        ),
+        (
+            "GET / HTTP/1.1",
+            &["Host: a_b.example%41:65535"],
+            BodyLength::None,
+        ),
+        ("GET / HTTP/1.0", &[], BodyLength::None),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 5"],
+            BodyLength::Fixed(5),
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 0"],
+            BodyLength::Fixed(0),
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 007"],
+            BodyLength::Fixed(7),
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 18446744073709551615"],
+            BodyLength::Fixed(u64::MAX),
+        ),
+        // RFC 9110 8.6: identical repeated values are one value (see `check_head`).
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 42, 42"],
+            BodyLength::Fixed(42),
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Content-Length: 42", "content-length: 42"],
+            BodyLength::Fixed(42),
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Transfer-Encoding: chunked"],
+            BodyLength::Chunked,
+        ),
+        (
+            "POST / HTTP/1.1",
+            &["Host: e", "Transfer-Encoding: CHUNKED"],
+            BodyLength::Chunked,
+        ),
+    ];
+    for (line, headers, want) in cases {
+        let raw = head(line, headers);
+        let (req, _) = parse_request(raw.as_bytes(), DEFAULT_MAX_REQUEST_SIZE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(check_head(&req), Ok(*want), "{raw:?}");
+    }
+    assert!(!BodyLength::None.has_body());
+    assert!(!BodyLength::Fixed(0).has_body());
+    assert!(BodyLength::Fixed(1).has_body());
+    assert!(BodyLength::Chunked.has_body());
+}
+
+#[test]
+fn upgrade_with_a_body_is_400() {
+    // The bytes after an accepted upgrade's head are frames: a body would be read as one.
+    for extra in [
+        "Content-Length: 5",
+        "Transfer-Encoding: chunked",
+        "Content-Length: -1",
+    ] {
+        let s = request_with(&[]).replacen("\r\n\r\n", &format!("\r\n{extra}\r\n\r\n"), 1);
+        assert_eq!(status_of(&s), 400, "{extra}");
+    }
+    let s = request_with(&[]).replacen("\r\n\r\n", "\r\nContent-Length: 0\r\n\r\n", 1);
+    assert!(validate_upgrade(&parse(&s)).is_ok());
+    let s = request_with(&[("Host", Some("bad host"))]);
+    assert_eq!(status_of(&s), 400);
 }
 
 // ---- responses ----

@@ -1,6 +1,6 @@
 //! 10,000 idle WebSocket connections against the real binary (one worker): the server's resident memory per idle
-//! connection is measured from /proc and reported; it must stay within the documented bound (1 KiB; the design
-//! target is <= 256 B: an idle connection holds no receive buffer and no send buffer).
+//! connection is measured from /proc and reported; it must stay near the design target of <= 256 B (an idle
+//! connection holds no receive buffer and no send buffer, only its 208-byte slab slot).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -123,8 +123,9 @@ fn ten_thousand_idle_connections_cost_little_server_memory() {
     let per = (after.saturating_sub(before)) as f64 / (CONNS - 100) as f64;
     println!("server RSS {:.1} MiB -> {:.1} MiB with {CONNS} idle connections: {per:.0} bytes per connection",
         before as f64 / 1048576.0, after as f64 / 1048576.0);
-    // Goal <= 256 B (uWebSockets measured here: ~270 B); the bound leaves room for allocator noise.
-    assert!(per <= 384.0, "{per:.0} B per idle connection");
+    // Goal <= 256 B (uWebSockets measured here: ~270 B; ringws 219 B with a 208-byte slab slot); the bound leaves a
+    // little room for allocator noise.
+    assert!(per <= 272.0, "{per:.0} B per idle connection");
     // They are alive: every one still echoes.
     for (i, s) in conns.iter_mut().enumerate().step_by(997) {
         let p = format!("{i}");

@@ -7,7 +7,7 @@ mod proto_util;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proto_util::*;
-use ringws::proto::frame::{write_client_frame, write_frame};
+use ringws::proto::{write_client_frame, write_frame};
 use ringws::proto::{Connection, Limits, OpCode, Role, State};
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ mod proto_util;
 use std::time::{Duration, Instant};
 
 use proto_util::*;
-use ringws::proto::frame::{decode_header, encode_header, write_frame, MAX_HEADER_LEN};
+use ringws::proto::{decode_header, encode_header, write_frame, MAX_HEADER_LEN};
 use ringws::proto::{is_valid_close_code, Connection, Limits, OpCode, Role, State};
 
 const ROLES: [Role; 2] = [Role::Server, Role::Client];
@@ -905,7 +905,7 @@ mod round_trip {
         let msgs: [&[u8]; 4] = [b"", b"short", &[0xAA; 1000], &[0x55; 70_000]];
         for m in msgs {
             let mut v = Vec::new();
-            ringws::proto::frame::write_client_frame(&mut v, true, OpCode::Binary, m, [9, 8, 7, 6]);
+            ringws::proto::write_client_frame(&mut v, true, OpCode::Binary, m, [9, 8, 7, 6]);
             assert_eq!(feed(&mut server(), &v), [binary(m)]);
             let mut v = Vec::new();
             write_frame(&mut v, true, OpCode::Binary, m);

@@ -19,7 +19,7 @@ use miniz_oxide::inflate::core::inflate_flags::{
 use miniz_oxide::inflate::core::{decompress, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 use ringws::deflate::{DedicatedDeflater, Deflater, InflateHistory, Inflater};
-use ringws::proto::frame::encode_header_rsv;
+use ringws::proto::encode_header_rsv;
 use ringws::proto::{Connection, DecompressError, Decompressor, Event, Limits, OpCode, Role};
 
 const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];

@@ -7,7 +7,7 @@
 //! Each connection masks with its own random key. Its frame is built once ([`FrameTemplate`]); sending a message
 //! copies the template and patches only the masked sequence digits, so the per-message cost is a memcpy plus 16 XORs.
 
-use crate::wsframe::{decode_header, encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
+use ringws::proto::{decode_header, encode_header, write_client_frame, OpCode, MAX_HEADER_LEN};
 
 /// How many leading payload bytes carry the sequence number (hex digits).
 pub fn seq_len(size: usize) -> usize {
@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn server_frames_parse() {
         let mut w = Vec::new();
-        ringws::proto::frame::write_frame(&mut w, true, OpCode::Binary, &[7u8; 300]);
+        ringws::proto::write_frame(&mut w, true, OpCode::Binary, &[7u8; 300]);
         let h = parse_server_header(&w).unwrap().unwrap();
         assert_eq!((h.opcode, h.header_len, h.payload_len), (2, 4, 300));
         // A masked (client) frame is refused.
@@ -372,7 +372,7 @@ mod cost {
         for seq in 0..64u64 {
             let mut p = pat.clone();
             write_seq(&mut p[..16], seq);
-            ringws::proto::frame::write_frame(&mut wire, true, OpCode::Text, &p);
+            ringws::proto::write_frame(&mut wire, true, OpCode::Text, &p);
         }
         let rounds = 200_000u64;
         let t = Instant::now();

@@ -1,19 +1,37 @@
 //! `loadtest`: a WebSocket load client on io_uring (see `loadtest --help`).
 //!
+//! # Layout
+//! A run flows from the top of this list to the bottom; each file holds one concern.
+//! - `cli.rs`: the command line ([`cli::Args`]), URL and duration parsing, the file-descriptor limit check.
+//! - `plan.rs`: [`plan::Plan`], the arguments checked and turned into what every thread knows about the run; the
+//!   [`plan::Sync`] flags between the main thread and the reactors; the shared clock.
+//! - `phases.rs`: the main thread's side of the run: signals and the io_uring check, one reactor thread each,
+//!   waiting for the ramp-up, the warm-up and the measured window (CPU sampled at its edges), Ctrl-C, the join.
+//! - `progress.rs`: the once-a-second progress line.
+//! - `reactor/`: one io_uring reactor per thread ([`reactor::run_thread`]): `mod.rs` setup and teardown,
+//!   `state.rs` its data, `conn.rs` a connection's slot, `ring.rs` every submission, the loop turn and the completion
+//!   dispatch, `phases.rs` the reactor's ramp-up / measurement / close, `connect.rs` connect + TCP timeout + the
+//!   WebSocket client handshake + teardown, `send.rs` and `recv.rs` the two directions, `workload.rs` the per-mode
+//!   workloads (echo, flood, rate, pubsub: what to send when, what a received message means).
+//! - `frames.rs`: precomputed masked client frames, sequence numbers in payloads, their verification.
+//! - `stats.rs`: per-thread counters and histograms, live totals, CPU and RSS readings.
+//! - `report.rs`: the [`report::Summary`] (text or JSON) and the exit status.
+//!
 //! # Design
 //! - **Phases.** Every reactor thread opens its share of the connections (paced by `--connect-rate`, at most
 //!   `--connect-concurrency` in progress per thread, each TCP connect bounded by a linked io_uring timeout and the
 //!   handshake by a sweep); failures are counted by kind and never retried. Only when every thread is done does the
 //!   main thread start the clock: warm-up, then the measured window, then close frames and a bounded wait for the
 //!   server's close and EOF (so TIME_WAIT lands on the server, not on our ephemeral ports).
-//! - **Reactor** ([`reactor`]): one io_uring per thread (SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN when available),
-//!   pinned to a CPU of the process's affinity mask. Per connection: one multishot `recv` armed on a shared ring of
-//!   provided buffers (512 x 4 KiB, 16 KiB for large messages; buffers go back to the kernel right after each
-//!   completion is decoded, so idle connections hold no receive buffer) and at most one `send` in flight; everything
-//!   that became sendable during a loop turn goes out in that one send. All SQEs of a turn are submitted by the same
-//!   `io_uring_enter` that waits for the next completions (with a timeout for the rate schedule and the clock). Slots
-//!   are never reused, so `user_data` is index + op, no generations. A multishot that ends for lack of buffers
-//!   (`ENOBUFS`) is re-armed after the batch has returned its buffers.
+//! - **Reactor** ([`reactor`]): one io_uring per thread, driven through the shared driver `ringws::uring`
+//!   (SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN when available), pinned to a CPU of the process's affinity mask.
+//!   Per connection: one multishot `recv` armed on a shared ring of provided buffers (512 x 4 KiB, 16 KiB for large
+//!   messages; buffers go back to the kernel right after each completion is decoded, so idle connections hold no
+//!   receive buffer) and at most one `send` in flight; everything that became sendable during a loop turn goes out in
+//!   that one send. All SQEs of a turn are submitted by the same `io_uring_enter` that waits for the next completions
+//!   (with a timeout for the rate schedule and the clock). Slots are never reused, so `user_data` is index + op, no
+//!   generations. A multishot that ends for lack of buffers (`ENOBUFS`) is re-armed after the batch has returned its
+//!   buffers.
 //! - **Multishot vs plain recv (measured).** `LOADTEST_RECV=plain` switches to one plain `recv` per connection into its
 //!   own buffer (armed with `IORING_RECVSEND_POLL_FIRST`). Against fastwebsockets, interleaved, 3 s each: 100 x 20 B
 //!   client CPU 10.3/10.5 µs/msg multishot vs 12.8/11.7 plain; 10k x 20 B 15.8/12.8 vs 14.7/13.9 (noise ±15% on this
@@ -24,7 +42,7 @@
 //!   So the client's cost per message is the loopback TCP floor that every server pays too: measured on this shared
 //!   2-core machine it is 0.8-1.1x the server's CPU per message (scripts/bench-peers.sh), not the 0.7x wanted.
 //! - **Frames.** Each connection has its own random masking key (from `getrandom`) and a precomputed masked frame
-//!   ([`frames::FrameTemplate`], built with `ringws::proto::frame::write_client_frame`); a message is a memcpy of the
+//!   ([`frames::FrameTemplate`], built with `ringws::proto::write_client_frame`); a message is a memcpy of the
 //!   template plus 16 masked hex digits of the connection's sequence number. Echoes are decoded by a
 //!   `ringws::proto::Connection` in `Role::Client` (RFC 6455 validation, UTF-8, fragments, pings, close handshake) and
 //!   every payload is compared in full against the expected sequence number and content. Measured cost of decode +
@@ -40,45 +58,19 @@
 
 pub mod cli;
 pub mod frames;
+pub mod phases;
+pub mod plan;
+pub mod progress;
 pub mod reactor;
+pub mod report;
 pub mod stats;
 
-// The WebSocket pieces come from the ringws library.
-pub(crate) use ringws::handshake as wshs;
-pub(crate) use ringws::proto::frame as wsframe;
-
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use cli::{Args, Mode};
-use reactor::{now_ns, Plan};
-use stats::{percentiles, rate, ErrKind, ErrorCount, Live, Summary, ThreadStats};
+use cli::Args;
+use plan::Plan;
 
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::Relaxed);
-}
-
-/// Fail early, with a hint, where io_uring is not available.
-fn check_io_uring() -> Result<(), String> {
-    match io_uring::IoUring::new(8) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default();
-            Err(format!(
-                "io_uring is not available ({e}); kernel.io_uring_disabled = {disabled:?}. Needs Linux >= 6.0 with \
-                 io_uring enabled (sysctl kernel.io_uring_disabled=0), not blocked by seccomp (containers: \
-                 --security-opt seccomp=unconfined), and enough locked memory (ulimit -l)"
-            ))
-        }
-    }
-}
-
-/// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.
+/// Run the load test the arguments describe. Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error.
 pub fn run(args: Args) -> i32 {
     match run_inner(args) {
         Ok(code) => code,
@@ -90,296 +82,8 @@ pub fn run(args: Args) -> i32 {
 }
 
 fn run_inner(args: Args) -> Result<i32, String> {
-    if args.conns == 0 {
-        return Err("--conns must be at least 1".into());
-    }
-    if args.threads == 0 {
-        return Err("--threads must be at least 1".into());
-    }
-    let target = cli::parse_url(&args.url, args.allow_remote)?;
-    let total = args.total_conns();
-    let threads = args.threads.min(total);
-    let inflight = args.inflight();
-    if inflight == 0 {
-        return Err("--inflight must be at least 1".into());
-    }
-    let rate_total = args.rate();
-    if matches!(args.mode, Mode::Rate | Mode::Pubsub) && rate_total <= 0.0 {
-        return Err(format!("--mode {} needs --rate > 0", args.mode.name()));
-    }
-    if args.mode == Mode::Pubsub {
-        if args.publishers == 0 {
-            return Err("--mode pubsub needs --publishers >= 1".into());
-        }
-        if !args.pub_template.contains("{payload}") {
-            return Err("--pub-template must contain {payload}".into());
-        }
-    }
-    cli::check_limits(total, threads)?;
-    // SAFETY: the handler only stores to an atomic (async-signal-safe).
-    unsafe {
-        libc::signal(
-            libc::SIGINT,
-            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
-        )
-    };
-    check_io_uring()?;
-    // SAFETY: ignoring SIGPIPE is process-wide and harmless (sends also use MSG_NOSIGNAL).
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
-
-    let (pub_prefix, pub_suffix) = match args.pub_template.split_once("{payload}") {
-        Some((a, b)) => (a.as_bytes().to_vec(), b.as_bytes().to_vec()),
-        None => (Vec::new(), Vec::new()),
-    };
-    let plan = Arc::new(Plan {
-        mode: args.mode,
-        target,
-        size: args.size,
-        opcode: if args.binary {
-            wsframe::OpCode::Binary
-        } else {
-            wsframe::OpCode::Text
-        },
-        inflight,
-        rate: rate_total,
-        total_conns: total,
-        total_pubs: args.publishers(),
-        connect_rate: args.connect_rate / threads as f64,
-        connect_concurrency: args.connect_concurrency.max(1),
-        connect_timeout: args.connect_timeout,
-        warmup: args.warmup,
-        duration: args.duration,
-        close_timeout: args.close_timeout,
-        sub_msg: args.sub_msg.as_bytes().to_vec(),
-        pub_prefix,
-        pub_suffix,
-    });
-
-    let live: Arc<Vec<Live>> = Arc::new((0..threads).map(|_| Live::default()).collect());
-    let sync = Arc::new(reactor::Sync::default());
-    let cores = if args.no_pin {
-        Vec::new()
-    } else {
-        core_affinity::get_core_ids().unwrap_or_default()
-    };
-    let mut handles = Vec::new();
-    for t in 0..threads {
-        let subs = args.conns / threads + usize::from(t < args.conns % threads);
-        let pubs = args.publishers() / threads + usize::from(t < args.publishers() % threads);
-        let plan = plan.clone();
-        let live = live.clone();
-        let sync = sync.clone();
-        let core = if cores.is_empty() {
-            None
-        } else {
-            Some(cores[t % cores.len()])
-        };
-        let h = std::thread::Builder::new()
-            .name(format!("loadtest-{t}"))
-            .spawn(move || {
-                if let Some(c) = core {
-                    core_affinity::set_for_current(c);
-                }
-                let r = reactor::run_thread(plan, subs, pubs, &live[t], &sync);
-                if r.is_err() {
-                    // Never leave the others waiting for us.
-                    sync.ready.fetch_add(1, Ordering::Relaxed);
-                }
-                r
-            })
-            .map_err(|e| format!("spawn: {e}"))?;
-        handles.push(h);
-    }
-
-    let progress = !args.quiet;
-    let t_begin = now_ns();
-    let mut last = stats::LiveTotals::default();
-    let mut last_t = t_begin;
-    let mut next_print = t_begin + 1_000_000_000;
-    let print = |phase: &str, now: u64, last: &mut stats::LiveTotals, last_t: &mut u64| {
-        let cur = stats::sum_live(&live);
-        let dt = (now - *last_t) as f64 / 1e9;
-        let msgs = (cur.received - last.received) as f64 / dt.max(1e-9);
-        let mb = (cur.bytes_received - last.bytes_received) as f64 / dt.max(1e-9) / 1e6;
-        eprintln!(
-            "[{:6.1}s] {:6} open {:6}/{} connected {:5} failed | {:>10.0} msg/s {:8.2} MB/s | errors {}",
-            (now - t_begin) as f64 / 1e9,
-            phase,
-            cur.open,
-            total,
-            cur.failed,
-            msgs,
-            mb,
-            cur.errors,
-        );
-        *last = cur;
-        *last_t = now;
-    };
-
-    // Ramp-up.
-    while sync.ready.load(Ordering::Relaxed) < threads {
-        std::thread::sleep(Duration::from_millis(5));
-        if INTERRUPTED.load(Ordering::Relaxed) {
-            eprintln!("loadtest: interrupted during ramp-up");
-            std::process::exit(130);
-        }
-        let now = now_ns();
-        if progress && now >= next_print {
-            print("ramp", now, &mut last, &mut last_t);
-            next_print += 1_000_000_000;
-        }
-    }
-    let t0 = now_ns();
-    sync.start_ns.store(t0, Ordering::Release);
-    let warm_end = t0 + args.warmup.as_nanos() as u64;
-    let end = warm_end + args.duration.as_nanos() as u64;
-    if progress {
-        let cur = stats::sum_live(&live);
-        eprintln!(
-            "ramp-up done in {:.2} s: {} connected, {} failed",
-            (t0 - t_begin) as f64 / 1e9,
-            cur.connected,
-            cur.failed
-        );
-    }
-    last = stats::sum_live(&live);
-    last_t = t0;
-    next_print = t0 + 1_000_000_000;
-
-    let sleep_until = |deadline: u64,
-                       phase: &str,
-                       next_print: &mut u64,
-                       last: &mut stats::LiveTotals,
-                       last_t: &mut u64| {
-        loop {
-            let now = now_ns();
-            if now >= deadline || INTERRUPTED.load(Ordering::Relaxed) {
-                break;
-            }
-            if progress && now >= *next_print {
-                print(phase, now, last, last_t);
-                *next_print += 1_000_000_000;
-            }
-            let wake = if progress {
-                deadline.min(*next_print)
-            } else {
-                deadline
-            };
-            let until = wake.saturating_sub(now);
-            std::thread::sleep(Duration::from_nanos(until.clamp(100_000, 50_000_000)));
-        }
-    };
-    sleep_until(warm_end, "warmup", &mut next_print, &mut last, &mut last_t);
-    let cpu0 = stats::self_cpu();
-    let scpu0 = args.server_pid.and_then(stats::proc_cpu);
-    let w0 = now_ns();
-    sleep_until(end, "run", &mut next_print, &mut last, &mut last_t);
-    let cpu1 = stats::self_cpu();
-    let scpu1 = args.server_pid.and_then(stats::proc_cpu);
-    let w1 = now_ns();
-    // Ctrl-C: end the measurement now (the reactors close their connections as at the normal end).
-    let interrupted = INTERRUPTED.load(Ordering::Relaxed);
-    if interrupted {
-        sync.stop_ns.store(w1, Ordering::Relaxed);
-        eprintln!("loadtest: interrupted; closing connections");
-    }
-    let server_rss = args.server_pid.and_then(stats::proc_rss_kib);
-    let client_rss = stats::proc_rss_kib(std::process::id() as i32);
-
-    let mut all = ThreadStats::default();
-    let mut thread_err = None;
-    for h in handles {
-        match h.join() {
-            Ok(Ok(s)) => all.merge(&s),
-            Ok(Err(e)) => thread_err = Some(format!("reactor: {e}")),
-            Err(_) => thread_err = Some("reactor thread panicked".into()),
-        }
-    }
-    if let Some(e) = thread_err {
-        return Err(e);
-    }
-
-    let wall = Duration::from_nanos(w1 - w0);
-    let measured = if interrupted {
-        Duration::from_nanos(w1.saturating_sub(warm_end))
-    } else {
-        args.duration
-    };
-    let client_cpu = cpu1.total().saturating_sub(cpu0.total());
-    let per_msg = |cpu: Duration| {
-        if all.received > 0 {
-            cpu.as_secs_f64() * 1e6 / all.received as f64
-        } else {
-            0.0
-        }
-    };
-    let (server_cpu_pct, server_cpu_us) = match (scpu0, scpu1) {
-        (Some(a), Some(b)) => {
-            let d = b.total().saturating_sub(a.total());
-            (
-                Some(d.as_secs_f64() / wall.as_secs_f64() * 100.0),
-                Some(per_msg(d)),
-            )
-        }
-        _ => (None, None),
-    };
-    let mismatches = all.errors[ErrKind::Mismatch as usize];
-    let summary = Summary {
-        url: args.url.clone(),
-        mode: args.mode.name().into(),
-        conns: args.conns,
-        publishers: args.publishers(),
-        size: args.size,
-        threads,
-        inflight,
-        duration_s: measured.as_secs_f64(),
-        warmup_s: args.warmup.as_secs_f64(),
-        connected: all.connected,
-        connect_failed: all.connect_failed,
-        ramp_s: (t0 - t_begin) as f64 / 1e9,
-        connect_us: percentiles(&all.connect),
-        sent: all.sent,
-        received: all.received,
-        msgs_per_s: rate(all.received, measured),
-        sent_per_s: rate(all.sent, measured),
-        mb_per_s: rate(all.bytes_received, measured) / 1e6,
-        latency_us: percentiles(&all.latency),
-        errors: ErrKind::ALL
-            .iter()
-            .map(|k| ErrorCount {
-                kind: k.name(),
-                count: all.errors[*k as usize],
-            })
-            .collect(),
-        errors_total: all.error_total(),
-        mismatches,
-        closed_clean: all.closed_clean,
-        recv_enobufs: all.recv_enobufs,
-        client_cpu_pct: client_cpu.as_secs_f64() / wall.as_secs_f64() * 100.0,
-        client_cpu_us_per_msg: per_msg(client_cpu),
-        fanout: (args.mode == Mode::Pubsub && all.sent > 0)
-            .then(|| all.received as f64 / all.sent as f64),
-        client_rss_kib: client_rss,
-        server_pid: args.server_pid,
-        server_cpu_pct,
-        server_cpu_us_per_msg: server_cpu_us,
-        server_rss_kib: server_rss,
-    };
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&summary).expect("summary serializes")
-        );
-    } else {
-        print!("{}", summary.print_text());
-    }
-    if mismatches > 0 {
-        eprintln!("loadtest: {mismatches} mismatched echoes");
-        return Ok(1);
-    }
-    if all.received == 0 {
-        eprintln!("loadtest: no message was received in the measurement window");
-        return Ok(1);
-    }
-    Ok(0)
+    let plan = Arc::new(Plan::from_args(&args)?);
+    phases::prepare_process()?;
+    let measurement = phases::drive(&args, &plan)?;
+    Ok(report::report(&args, &plan, &measurement))
 }

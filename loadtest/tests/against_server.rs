@@ -6,7 +6,9 @@ use std::net::TcpListener;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ringws::app::DemoApp;
+#[path = "../../src/bin/ringws/app.rs"]
+mod app;
+use app::DemoApp;
 use ringws::server::{Config, Server, ServerHandle};
 
 /// The ringws server shared by the tests of this file; returns its port.
@@ -18,7 +20,7 @@ fn server() -> u16 {
             c.bind = "127.0.0.1:0".parse().unwrap();
             c.workers = 2;
             c.pin_workers = false;
-            Server::new(c, DemoApp::new()).unwrap().start().unwrap()
+            Server::new(c, DemoApp::new(&[])).unwrap().start().unwrap()
         })
         .local_addr()
         .port()

@@ -16,7 +16,7 @@
 
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Status};
 
-use crate::proto::frame::{encode_header_rsv, MAX_HEADER_LEN};
+use crate::proto::{encode_header_rsv, MAX_HEADER_LEN};
 use crate::proto::{DecompressError, Decompressor, OpCode};
 
 /// zlib-rs level 1 (its `deflate_quick`): measured 1.8-2x faster than C zlib at level 1 (see PERF.md).
@@ -75,6 +75,7 @@ impl Deflater {
         }
     }
 
+    /// The window this compressor was built with (9..=15).
     pub fn window_bits(&self) -> u8 {
         self.window_bits
     }
@@ -202,6 +203,7 @@ pub struct History {
 }
 
 impl History {
+    /// An empty history keeping the last `2^window_bits` bytes (8..=15).
     pub fn new(window_bits: u8) -> Self {
         History {
             buf: Vec::new(),
@@ -209,6 +211,7 @@ impl History {
         }
     }
 
+    /// Append `data`, keeping only the last `2^W` bytes.
     pub fn push(&mut self, data: &[u8]) {
         if self.buf.capacity() < self.window {
             // One exact allocation: the history never holds more than the window.
@@ -227,6 +230,7 @@ impl History {
         self.buf.extend_from_slice(data);
     }
 
+    /// The kept bytes, oldest first.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
@@ -250,6 +254,7 @@ pub struct DedicatedDeflater {
 }
 
 impl DedicatedDeflater {
+    /// A connection's compressor with server context takeover over a `window_bits` window; no stream until used.
     pub fn new(window_bits: u8, level: u8) -> Self {
         let window_bits = window_bits.clamp(8, 15);
         DedicatedDeflater {
@@ -306,6 +311,7 @@ impl DedicatedDeflater {
         self.history.heap_bytes()
     }
 
+    /// Whether the zlib stream is live (dropped by [`DedicatedDeflater::compact`]).
     pub fn has_stream(&self) -> bool {
         self.stream.is_some()
     }
@@ -464,6 +470,7 @@ impl InflateHistory {
         InflateHistory(History::new(window_bits))
     }
 
+    /// Heap bytes held (capacity), for the memory tests.
     pub fn heap_bytes(&self) -> usize {
         self.0.heap_bytes()
     }

@@ -43,7 +43,10 @@ pub enum Compression {
     /// Context takeover both ways (better ratios on repetitive traffic) with an LZ77 window of `window_bits` (9..=15)
     /// for the server's own compression and, when the client offers `client_max_window_bits`, for the client's. Costs
     /// per connection the window history of each direction (see [`super::codec`]).
-    Dedicated { window_bits: u8 },
+    Dedicated {
+        /// The LZ77 window, 9..=15 (2^W bytes of history per direction and connection).
+        window_bits: u8,
+    },
 }
 
 impl Compression {
@@ -109,6 +112,7 @@ impl DeflateParams {
 /// The outcome of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
+    /// What both ends use.
     pub params: DeflateParams,
     /// The `Sec-WebSocket-Extensions` response header value.
     pub response: String,
@@ -117,9 +121,13 @@ pub struct Negotiated {
 /// One parsed permessage-deflate offer. `client_max_window_bits: Some(None)` = the parameter without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offer {
+    /// `server_no_context_takeover` was offered.
     pub server_no_context_takeover: bool,
+    /// `client_no_context_takeover` was offered.
     pub client_no_context_takeover: bool,
+    /// `server_max_window_bits=N`.
     pub server_max_window_bits: Option<u8>,
+    /// `client_max_window_bits` (bare: `Some(None)`, with a value: `Some(Some(V))`).
     pub client_max_window_bits: Option<Option<u8>>,
 }
 
@@ -130,7 +138,9 @@ pub enum Decline {
     OtherExtension,
     /// Malformed syntax (bad token, unterminated quoted string, empty parameter).
     Syntax,
+    /// A parameter RFC 7692 does not define.
     UnknownParameter,
+    /// A parameter given twice in one offer.
     RepeatedParameter,
     /// A value where none is allowed, none where one is required, or not an integer 8..=15 without leading zeros.
     BadValue,

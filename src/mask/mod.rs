@@ -23,7 +23,9 @@
 //! measurement. When the crate is compiled with AVX2 enabled (`-C target-cpu=native`), the AVX2 kernel is called
 //! directly, with no dispatch at all.
 
+// The kernel table (`kernels`, feature `internals`) is the only user of some kernels and of `selected_name`.
 #[cfg(target_arch = "x86_64")]
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 mod x86;
 
 /// Inputs shorter than this are masked inline with word operations, without going through dispatch.
@@ -111,6 +113,7 @@ fn mask_words(k: [u8; 4], buf: &mut [u8]) {
     }
 }
 
+#[cfg_attr(not(feature = "internals"), allow(dead_code))]
 fn word_kernel(key: [u8; 4], phase: usize, buf: &mut [u8]) {
     mask_words(rotate(key, phase), buf)
 }
@@ -135,7 +138,8 @@ fn dispatched(k: [u8; 4], buf: &mut [u8]) {
 
 /// Every kernel, for tests, benches and fuzzing. All have the [`apply_mask`] contract (including `phase`), work for
 /// every length (falling back to narrower code below their vector width), and are `None` where the CPU or the target
-/// lacks the instruction set.
+/// lacks the instruction set. Exposed with the `internals` feature (not a stable API).
+#[cfg(feature = "internals")]
 pub mod kernels {
     use super::Kernel;
 

@@ -67,7 +67,7 @@ pub enum HeaderError {
 
 /// Total header length (2..=14) implied by the second header byte (length indicator and MASK bit).
 #[inline(always)]
-pub fn header_len(b1: u8) -> usize {
+pub(super) fn header_len(b1: u8) -> usize {
     let ext = match b1 & 0x7f {
         126 => 2,
         127 => 8,

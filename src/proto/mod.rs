@@ -1,6 +1,7 @@
 //! The sans-IO RFC 6455 core: bytes in, events and bytes out, time passed in. Never touches a socket or a clock.
 //!
-//! - [`frame`]: frame header codec (decode is resumable; encode writes into caller buffers).
+//! - `frame`: the frame header codec (decode is resumable; encode writes into caller buffers); its functions are
+//!   re-exported here ([`decode_header`], [`encode_header`], [`write_frame`], [`write_client_frame`]).
 //! - [`connection`]: per-connection state machine: message assembly, UTF-8, control frames, close handshake, limits.
 //! - [`compression`]: the [`Decompressor`] seam for messages with RSV1 set (permessage-deflate, in `crate::deflate`).
 //!
@@ -15,10 +16,13 @@
 
 pub mod compression;
 pub mod connection;
-pub mod frame;
+mod frame;
 
 pub use compression::{DecompressError, Decompressor};
 pub use connection::{
     is_valid_close_code, CloseCode, Connection, Event, Limits, ProtocolError, Role, State,
 };
-pub use frame::{OpCode, MAX_HEADER_LEN};
+pub use frame::{
+    decode_header, encode_header, encode_header_rsv, write_client_frame, write_frame, FrameHeader,
+    HeaderError, OpCode, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN,
+};

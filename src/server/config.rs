@@ -4,6 +4,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::broker::BrokerConfig;
+use crate::door::DoorConfig;
+use crate::tls::TlsFiles;
+
 /// What happens to a subscriber whose outbound buffer is over `max_backpressure` when a publish reaches it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlowConsumerPolicy {
@@ -60,8 +64,32 @@ pub struct Config {
     pub recv_buffer_size: u32,
     /// Submission queue entries per ring (power of two). Default 4096.
     pub ring_entries: u32,
-    /// Bounded queue length for publishes from other workers. Default 65_536.
+    /// Bounded queue length for publishes from other workers (a full queue drops the publish for that worker and
+    /// counts it in `ringws_cross_worker_dropped_total`). Its slots are allocated and touched up front: about 56
+    /// bytes each per worker (4096: ~230 KiB). A worker drains its queue every loop turn. Default 4096.
     pub cross_worker_queue: usize,
+    /// Pub/sub across nodes through Redis (`BrokerConfig::new("redis://HOST:PORT/DB")`; its limits are documented
+    /// there). Default `None`: topics stay within this process. With it, one bridge thread per server subscribes
+    /// the channels of the topics this node has subscribers for; Redis being down is not a start error (the
+    /// server serves locally, reports `degraded`, and keeps retrying).
+    pub broker: Option<BrokerConfig>,
+    /// What a connection must pass before its `101` (see [`crate::door`]): the `Origin` allowlist (default: the
+    /// page's own origin, and clients that send no `Origin`), token authentication (default off), per-address
+    /// connection and rate limits (default off; one table for the whole process, about 64 bytes per tracked
+    /// address, at most `per_ip.max_tracked` of them). Strict HTTP/1.1 framing is always on. A connection the door
+    /// let in with a token or a per-address slot has an entry in its worker's side table (the connection slot
+    /// itself does not grow); otherwise nothing.
+    pub door: DoorConfig,
+    /// Serve TLS (https and wss) on the listener with this PEM certificate chain and key; `None` serves plain
+    /// http/ws. Loaded when the server is built (a bad file is a `StartError::Tls` naming it); reload with
+    /// `ServerHandle::tls()`. TLS 1.3 and 1.2, ALPN `http/1.1`, session resumption (tickets and a cache of 1024
+    /// TLS 1.2 sessions). An idle TLS connection holds no buffer: ~0.9 KiB of state for TLS 1.3, ~3.4 KiB for TLS 1.2
+    /// (perf/tls-choice.md).
+    /// The handshake timeout covers the TLS handshake. Default `None`.
+    pub tls: Option<TlsFiles>,
+    /// TLS handshakes a worker runs at once (CPU protection: a full handshake costs a signature); connections
+    /// accepted beyond it are closed and counted (`ringws_tls_handshakes_capped_total`). Default 256.
+    pub max_tls_handshakes_per_worker: usize,
 }
 
 impl Default for Config {
@@ -87,7 +115,11 @@ impl Default for Config {
             recv_buffers: 64,
             recv_buffer_size: 64 << 10,
             ring_entries: 4096,
-            cross_worker_queue: 65_536,
+            cross_worker_queue: 4096,
+            broker: None,
+            door: DoorConfig::default(),
+            tls: None,
+            max_tls_handshakes_per_worker: 256,
         }
     }
 }
@@ -95,7 +127,9 @@ impl Default for Config {
 /// A configuration value out of range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
+    /// The `Config` field at fault.
     pub field: &'static str,
+    /// What is wrong with its value.
     pub problem: String,
 }
 
@@ -151,6 +185,17 @@ impl Config {
         }
         if self.cross_worker_queue == 0 {
             return err("cross_worker_queue", "must be non-zero");
+        }
+        if let Some(b) = &self.broker {
+            if let Err(e) = b.validate() {
+                return err("broker", &e.to_string());
+            }
+        }
+        if let Err(problem) = self.door.per_ip.validate() {
+            return err("door.per_ip", &problem);
+        }
+        if self.max_tls_handshakes_per_worker == 0 {
+            return err("max_tls_handshakes_per_worker", "must be non-zero");
         }
         Ok(())
     }

@@ -2,25 +2,33 @@
 //! [`WebSocket`] handle they receive (send with explicit backpressure, close, topics), and plain HTTP responses.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::outbound::SendStatus;
-use super::worker::Local;
+use super::local::Local;
+use super::outbound::{Outbound, SendStatus, ZERO_COPY_MIN};
+use super::pubsub::{Publish, Subscriptions};
+use super::shared::Shared;
+use crate::broker::{BrokerSnapshot, Health};
+use crate::door::Claims;
 use crate::handshake::Request;
-use crate::proto::{frame, OpCode};
+use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
+
+pub use super::id::ConnId;
 
 pub use super::stats::StatsSnapshot;
 
 /// A complete message received from a peer. Borrowed: copy what must outlive the callback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
+    /// A text message (valid UTF-8).
     Text(&'a str),
+    /// A binary message.
     Binary(&'a [u8]),
 }
 
 impl<'a> Message<'a> {
+    /// The payload bytes.
     pub fn as_bytes(&self) -> &'a [u8] {
         match *self {
             Message::Text(s) => s.as_bytes(),
@@ -42,32 +50,45 @@ pub struct UpgradeRequest<'a> {
     pub path: &'a str,
     /// The full request head (all headers).
     pub request: &'a Request,
+    /// The `Origin` header, if the client sent one (browsers always do).
     pub origin: Option<&'a str>,
     /// Subprotocols offered by the client, in its order of preference.
     pub protocols: &'a [String],
     /// Extensions offered by the client (raw offers).
     pub extensions: &'a [String],
+    /// The verified token claims when the server requires tokens (`Config::door.jwt`); `None` otherwise. The server
+    /// keeps them with the connection ([`WebSocket::claims`]) and closes it with 1008 when they expire.
+    pub claims: Option<&'a Claims>,
 }
 
 /// The answer to an [`UpgradeRequest`].
 #[derive(Debug)]
 pub enum Upgrade<D> {
     /// Switch protocols; `data` is attached to the connection; `protocol` is the chosen subprotocol.
-    Accept { data: D, protocol: Option<String> },
+    Accept {
+        /// The application state attached to the connection.
+        data: D,
+        /// The chosen subprotocol (one the client offered), echoed in `Sec-WebSocket-Protocol`.
+        protocol: Option<String>,
+    },
     /// Answer with this HTTP status (and a short plain-text body) and close.
     Reject {
+        /// The HTTP status, e.g. 401, 403, 404.
         status: u16,
+        /// A short plain-text body.
         body: Cow<'static, str>,
     },
 }
 
 impl<D> Upgrade<D> {
+    /// Accept with `data` and no subprotocol.
     pub fn accept(data: D) -> Self {
         Upgrade::Accept {
             data,
             protocol: None,
         }
     }
+    /// Reject with `status` and a plain-text `body`.
     pub fn reject(status: u16, body: impl Into<Cow<'static, str>>) -> Self {
         Upgrade::Reject {
             status,
@@ -79,13 +100,18 @@ impl<D> Upgrade<D> {
 /// A plain HTTP response (the connection closes after it).
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// The `Content-Type` header.
     pub content_type: &'static str,
+    /// Further headers (`Content-Length` and `Connection: close` are added by the server).
     pub headers: Vec<(&'static str, String)>,
+    /// The body.
     pub body: Cow<'static, [u8]>,
 }
 
 impl Response {
+    /// A response with a body of `content_type`.
     pub fn new(
         status: u16,
         content_type: &'static str,
@@ -98,6 +124,7 @@ impl Response {
             body: body.into(),
         }
     }
+    /// A plain-text (UTF-8) response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
         Self::new(
             status,
@@ -105,9 +132,11 @@ impl Response {
             body.into().into_bytes(),
         )
     }
+    /// `404 not found`.
     pub fn not_found() -> Self {
         Self::text(404, "not found\n")
     }
+    /// Add a header.
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
         self
@@ -116,7 +145,7 @@ impl Response {
 
 /// Server-wide facts for HTTP handlers (stats, publishing).
 pub struct ServerContext<'a> {
-    pub(crate) shared: &'a super::Shared,
+    pub(crate) shared: &'a Shared,
 }
 
 impl ServerContext<'_> {
@@ -130,17 +159,28 @@ impl ServerContext<'_> {
     }
     /// Publish to every subscriber of `topic` on every worker.
     pub fn publish(&self, topic: &str, msg: Message<'_>) {
-        self.shared.publish_from_outside(topic, msg)
+        self.shared
+            .hub
+            .publish_from_outside(topic, encode_frame(msg))
     }
-    /// Subscribers of `topic` across all workers.
+    /// Subscribers of `topic` across all workers (of this node: counts are not shared across nodes).
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.shared.subscriber_count(topic)
+        self.shared.hub.subscriber_count(topic)
+    }
+    /// The Redis bridge's state: `None` without `Config::broker`; anything but `Some(Health::Up)` means other
+    /// nodes are not reached (serve `/healthz` as degraded).
+    pub fn broker_health(&self) -> Option<Health> {
+        self.shared.hub.broker_health()
+    }
+    /// The Redis bridge's counters (`None` without `Config::broker`).
+    pub fn broker_stats(&self) -> Option<BrokerSnapshot> {
+        self.shared.hub.broker_stats()
+    }
+    /// This node's id in the envelopes it publishes to Redis (`None` without `Config::broker`).
+    pub fn node_id(&self) -> Option<u64> {
+        self.shared.hub.node_id()
     }
 }
-
-/// A unique connection id (worker, slot, generation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnId(pub u64);
 
 /// The application's behaviour. One instance serves every worker (`Sync`); per-connection state lives in `Data`.
 ///
@@ -178,19 +218,54 @@ pub trait Handler: Send + Sync + 'static {
 
 /// The handle a handler gets for one connection.
 pub struct WebSocket<'a, D> {
-    pub(crate) id: ConnId,
-    pub(crate) slot: u32,
-    pub(crate) data: &'a mut D,
-    pub(crate) out: &'a mut super::outbound::Outbound,
-    pub(crate) topics: &'a mut Vec<Arc<str>>,
-    pub(crate) local: &'a mut Local,
-    pub(crate) can_send: bool,
+    id: ConnId,
+    slot: u32,
+    data: &'a mut D,
+    out: &'a mut Outbound,
+    topics: &'a mut Subscriptions,
+    local: &'a mut Local,
+    can_send: bool,
 }
 
 impl<'a, D> WebSocket<'a, D> {
+    /// The handle for connection `slot` of `local`'s worker (built by the worker's session code only).
+    pub(crate) fn new(
+        local: &'a mut Local,
+        slot: u32,
+        gen: u32,
+        data: &'a mut D,
+        out: &'a mut Outbound,
+        topics: &'a mut Subscriptions,
+        can_send: bool,
+    ) -> Self {
+        WebSocket {
+            id: ConnId::new(local.worker, slot, gen),
+            slot,
+            data,
+            out,
+            topics,
+            local,
+            can_send,
+        }
+    }
+
+    /// Whether sends are still accepted (false once a close was requested or the peer closed).
+    pub(crate) fn can_send(&self) -> bool {
+        self.can_send
+    }
+
+    /// This connection's id.
     pub fn id(&self) -> ConnId {
         self.id
     }
+    /// The verified token claims this connection was let in with (`None` when tokens are not required).
+    pub fn claims(&self) -> Option<&Claims> {
+        self.local
+            .admitted
+            .get(&self.slot)
+            .and_then(|a| a.claims.as_ref())
+    }
+    /// The application state attached at upgrade.
     pub fn data(&mut self) -> &mut D {
         self.data
     }
@@ -206,12 +281,27 @@ impl<'a, D> WebSocket<'a, D> {
             return SendStatus::Dropped;
         }
         let payload = msg.as_bytes();
-        let st = self.out.push_frame(
-            msg.opcode(),
-            payload,
-            self.local.max_backpressure,
-            &mut self.local.pool,
-        );
+        let local = &mut *self.local;
+        let in_ring = local.rx.filter(|rx| {
+            payload.len() >= ZERO_COPY_MIN && rx.contains(payload) && local.pool.ring_room()
+        });
+        let st = match in_ring {
+            // A large payload still in the receive buffer (an echo): sent from there, not copied.
+            Some(rx) => {
+                local.c.zero_copy_sends += 1;
+                self.out.push_frame_in_ring(
+                    msg.opcode(),
+                    payload,
+                    rx.bid,
+                    &local.backpressure,
+                    &mut local.pool,
+                )
+            }
+            None => {
+                self.out
+                    .push_frame(msg.opcode(), payload, &local.backpressure, &mut local.pool)
+            }
+        };
         self.local.note_send(self.slot, st);
         st
     }
@@ -221,7 +311,7 @@ impl<'a, D> WebSocket<'a, D> {
         if !self.can_send {
             return SendStatus::Dropped;
         }
-        let st = self.out.push_shared(frame, self.local.max_backpressure);
+        let st = self.out.push_shared(frame, &self.local.backpressure);
         self.local.note_send(self.slot, st);
         st
     }
@@ -234,24 +324,18 @@ impl<'a, D> WebSocket<'a, D> {
 
     /// Subscribe to `topic` (idempotent). Returns false if already subscribed.
     pub fn subscribe(&mut self, topic: &str) -> bool {
-        if self.topics.iter().any(|t| &**t == topic) {
-            return false;
-        }
-        let t = self.local.topics.subscribe(topic, self.slot);
-        self.local.shared.counts.add(&t, 1);
-        self.topics.push(t);
-        true
+        let local = &mut *self.local;
+        local
+            .topics
+            .subscribe(&local.shared.hub, self.topics, topic, self.slot)
     }
 
     /// Unsubscribe from `topic`. Returns false if not subscribed.
     pub fn unsubscribe(&mut self, topic: &str) -> bool {
-        let Some(i) = self.topics.iter().position(|t| &**t == topic) else {
-            return false;
-        };
-        let t = self.topics.swap_remove(i);
-        self.local.topics.unsubscribe(&t, self.slot);
-        self.local.shared.counts.add(&t, -1);
-        true
+        let local = &mut *self.local;
+        local
+            .topics
+            .unsubscribe(&local.shared.hub, self.topics, topic, self.slot)
     }
 
     /// Topics this connection is subscribed to.
@@ -262,21 +346,24 @@ impl<'a, D> WebSocket<'a, D> {
     /// Publish `msg` to every subscriber of `topic` on every worker, optionally excluding this connection.
     /// The frame is encoded once and shared by all subscribers. Per-topic order is preserved.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>, exclude_self: bool) {
-        let frame = encode_frame(msg);
-        let exclude = if exclude_self { Some(self.id) } else { None };
-        self.local.publish(topic, frame, exclude);
+        self.local.c.publishes += 1;
+        self.local.topics.publish(Publish {
+            topic: topic.into(),
+            frame: encode_frame(msg),
+            exclude: exclude_self.then_some(self.id),
+        });
     }
 
     /// Subscribers of `topic` across all workers (as of the last subscribe/unsubscribe on any worker).
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        self.local.shared.subscriber_count(topic)
+        self.local.shared.hub.subscriber_count(topic)
     }
 }
 
 /// Encode a complete unmasked server frame for `msg`, ready to share between connections.
 pub fn encode_frame(msg: Message<'_>) -> Bytes {
     let payload = msg.as_bytes();
-    let mut v = Vec::with_capacity(payload.len() + frame::MAX_HEADER_LEN);
-    frame::write_frame(&mut v, true, msg.opcode(), payload);
+    let mut v = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
+    write_frame(&mut v, true, msg.opcode(), payload);
     Bytes::from(v)
 }

@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use crate::proto::{frame, OpCode};
+use super::backpressure::Backpressure;
+use crate::proto::{encode_header, write_frame, OpCode, MAX_HEADER_LEN};
 
 /// What happened to a message given to `send`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub enum SendStatus {
     /// Not queued: the queue is over `max_backpressure`, or the connection is closing.
     Dropped,
 }
+
+/// Payloads at least this large that still lie in the receive buffer are sent from there instead of being copied
+/// (below it, a copy into the corked buffer is cheaper than another iovec).
+pub(crate) const ZERO_COPY_MIN: usize = 4096;
 
 /// Most iovecs in one `sendmsg`.
 pub(crate) const MAX_IOV: usize = 64;
@@ -36,6 +41,13 @@ const LARGE_MAX: usize = 64;
 enum Seg {
     Owned(Vec<u8>),
     Shared(Bytes),
+    /// Bytes still in receive buffer `bid` of the worker's buffer ring, sent without a copy; the buffer is held
+    /// (not given back to the kernel) until this segment is released (see [`BufPool::ring_holds`]).
+    Ring {
+        ptr: std::ptr::NonNull<u8>,
+        len: usize,
+        bid: u16,
+    },
 }
 
 impl Seg {
@@ -44,45 +56,59 @@ impl Seg {
         match self {
             Seg::Owned(v) => v,
             Seg::Shared(b) => b,
+            // SAFETY: `ptr..ptr+len` lies in receive buffer `bid` (checked against the read's span when queued), and
+            // that buffer is held from then until this segment is released: the kernel does not write into it and
+            // the buffer ring's memory outlives every connection of the worker.
+            Seg::Ring { ptr, len, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
         }
     }
 }
 
-/// The queued segments: the first one inline, so the common case (one corked buffer per turn) allocates no deque
-/// and an idle connection holds no heap memory for its queue.
+/// The queued segments: the first one inline, so the common case (one corked buffer per turn) allocates no deque,
+/// and the rest boxed (8 bytes inline), so an idle connection holds no heap memory and a small slot.
 #[derive(Debug, Default)]
 struct SegQueue {
     first: Option<Seg>,
-    rest: VecDeque<Seg>,
+    #[allow(clippy::box_collection)] // 8 bytes in every connection's slot instead of 32
+    rest: Option<Box<VecDeque<Seg>>>,
 }
 
 impl SegQueue {
     #[inline]
+    fn rest_len(&self) -> usize {
+        self.rest.as_ref().map_or(0, |r| r.len())
+    }
+    #[inline]
     fn len(&self) -> usize {
-        self.first.is_some() as usize + self.rest.len()
+        self.first.is_some() as usize + self.rest_len()
     }
     #[inline]
     fn push_back(&mut self, s: Seg) {
         if self.first.is_none() {
             self.first = Some(s);
         } else {
-            self.rest.push_back(s);
+            self.rest.get_or_insert_with(Default::default).push_back(s);
         }
     }
     #[inline]
     fn back(&self) -> Option<&Seg> {
-        self.rest.back().or(self.first.as_ref())
+        self.rest
+            .as_ref()
+            .and_then(|r| r.back())
+            .or(self.first.as_ref())
     }
     #[inline]
     fn back_mut(&mut self) -> Option<&mut Seg> {
-        if self.rest.is_empty() {
-            self.first.as_mut()
-        } else {
-            self.rest.back_mut()
+        match &mut self.rest {
+            Some(r) if !r.is_empty() => r.back_mut(),
+            _ => self.first.as_mut(),
         }
     }
     fn pop_back(&mut self) -> Option<Seg> {
-        self.rest.pop_back().or_else(|| self.first.take())
+        self.rest
+            .as_mut()
+            .and_then(|r| r.pop_back())
+            .or_else(|| self.first.take())
     }
     #[inline]
     fn front(&self) -> Option<&Seg> {
@@ -91,30 +117,104 @@ impl SegQueue {
     #[inline]
     fn pop_front(&mut self) -> Option<Seg> {
         let f = self.first.take();
-        self.first = self.rest.pop_front();
+        self.first = self.rest.as_mut().and_then(|r| r.pop_front());
         f
     }
     fn iter(&self) -> impl Iterator<Item = &Seg> {
-        self.first.iter().chain(self.rest.iter())
+        self.first
+            .iter()
+            .chain(self.rest.iter().flat_map(|r| r.iter()))
     }
     fn drain(&mut self) -> impl Iterator<Item = Seg> + '_ {
-        self.first.take().into_iter().chain(self.rest.drain(..))
+        self.first
+            .take()
+            .into_iter()
+            .chain(self.rest.iter_mut().flat_map(|r| r.drain(..)))
+    }
+    fn get(&self, i: usize) -> Option<&Seg> {
+        if i == 0 {
+            self.first.as_ref()
+        } else {
+            self.rest.as_ref()?.get(i - 1)
+        }
+    }
+    fn get_mut(&mut self, i: usize) -> Option<&mut Seg> {
+        if i == 0 {
+            self.first.as_mut()
+        } else {
+            self.rest.as_mut()?.get_mut(i - 1)
+        }
+    }
+    /// Insert at position `i` (<= len).
+    fn insert(&mut self, i: usize, s: Seg) {
+        if i == 0 {
+            if let Some(f) = self.first.replace(s) {
+                self.rest.get_or_insert_with(Default::default).push_front(f);
+            }
+        } else {
+            self.rest
+                .get_or_insert_with(Default::default)
+                .insert(i - 1, s);
+        }
+    }
+    /// Remove the segment at position `i` (< len).
+    fn remove(&mut self, i: usize) -> Seg {
+        if i == 0 {
+            self.pop_front().expect("i < len")
+        } else {
+            self.rest
+                .as_mut()
+                .and_then(|r| r.remove(i - 1))
+                .expect("i < len")
+        }
     }
     fn shrink(&mut self) {
-        if self.rest.is_empty() && self.rest.capacity() != 0 {
-            self.rest = VecDeque::new();
+        if self.rest_len() == 0 {
+            self.rest = None;
         }
     }
 }
 
 /// Per-worker pool of owned send buffers, so idle connections hold none and busy ones do not allocate per message.
+/// It also records, for the worker to apply to its buffer ring, the receive buffers that ring segments took
+/// (`ring_holds`) and gave up (`ring_releases`); holds are applied first.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
     small: Vec<Vec<u8>>,
     large: Vec<Vec<u8>>,
+    pub(crate) ring_holds: Vec<u16>,
+    pub(crate) ring_releases: Vec<u16>,
+    /// Ring segments copied out after a short send (a counter the worker moves into its stats).
+    pub(crate) ring_spills: u64,
+    /// Ring segments queued and not yet released, and how many may be (a quarter of the receive ring, set by the
+    /// worker): a send to a peer that does not read stays in flight, holding its buffer until the stall timeout,
+    /// so held buffers are capped and most of the ring always stays with the kernel.
+    ring_live: usize,
+    pub(crate) ring_cap: usize,
 }
 
 impl BufPool {
+    /// A segment is done with: its buffer goes back to the pool, or its receive buffer's hold ends.
+    #[inline]
+    fn release(&mut self, s: Seg) {
+        match s {
+            Seg::Owned(v) => self.give(v),
+            Seg::Ring { bid, .. } => self.end_ring(bid),
+            Seg::Shared(_) => {}
+        }
+    }
+
+    /// Whether another payload may be sent from its receive buffer (under the cap of held segments).
+    #[inline]
+    pub(crate) fn ring_room(&self) -> bool {
+        self.ring_live < self.ring_cap
+    }
+
+    fn end_ring(&mut self, bid: u16) {
+        self.ring_live -= 1;
+        self.ring_releases.push(bid);
+    }
+
     #[inline]
     fn take(&mut self, need: usize) -> Vec<u8> {
         if need <= SMALL_CAP {
@@ -158,20 +258,23 @@ pub(crate) struct Outbound {
     inflight_segs: u16,
     /// Total bytes queued and not yet written.
     queued: usize,
+    /// On a TLS connection: segments (from the front) that are ciphertext, ready to send; the rest is plaintext
+    /// the layers above queued, encrypted by `seal` right before the next send. Always 0 without TLS.
+    sealed: u16,
 }
 
 impl Outbound {
     #[inline]
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queued
     }
     #[inline]
-    pub fn in_flight(&self) -> bool {
+    pub(crate) fn in_flight(&self) -> bool {
         self.inflight_segs != 0
     }
     /// Whether a flush would send something.
     #[inline]
-    pub fn has_unsent(&self) -> bool {
+    pub(crate) fn has_unsent(&self) -> bool {
         self.queued != 0 && !self.in_flight()
     }
 
@@ -183,15 +286,10 @@ impl Outbound {
         }
     }
 
-    #[inline]
-    fn admits(&self, len: usize, max: usize) -> bool {
-        self.queued == 0 || self.queued + len <= max
-    }
-
     /// The owned tail buffer new bytes can be appended to (not in flight), with room for `need` more bytes.
     #[inline]
-    pub fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
-        let tail_ok = self.segs.len() > self.inflight_segs as usize
+    pub(crate) fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+        let tail_ok = self.segs.len() > (self.inflight_segs.max(self.sealed)) as usize
             && matches!(self.segs.back(), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
         if !tail_ok {
             self.segs.push_back(Seg::Owned(pool.take(need)));
@@ -202,48 +300,82 @@ impl Outbound {
         }
     }
 
-    /// Encode and queue a data frame (copying `payload`), subject to `max` queued bytes.
+    /// Encode and queue a data frame (copying `payload`), if the backpressure policy admits it.
     #[inline]
-    pub fn push_frame(
+    pub(crate) fn push_frame(
         &mut self,
         op: OpCode,
         payload: &[u8],
-        max: usize,
+        bp: &Backpressure,
         pool: &mut BufPool,
     ) -> SendStatus {
-        let len = payload.len() + frame::MAX_HEADER_LEN;
-        if !self.admits(len, max) {
+        let len = payload.len() + MAX_HEADER_LEN;
+        if !bp.admits(self.queued, len) {
             return SendStatus::Dropped;
         }
         let before = self.queued;
         let v = self.tail(len, pool);
         let start = v.len();
-        frame::write_frame(v, true, op, payload);
+        write_frame(v, true, op, payload);
         let added = v.len() - start;
         self.queued += added;
         self.status_for(before)
     }
 
+    /// Queue a data frame whose payload stays where it was received, in receive buffer `bid` (no copy): the header
+    /// goes into the tail, the payload as a ring segment that holds the buffer until it is written (or copied out
+    /// after a short send). The caller checked that `payload` lies in receive buffer `bid`.
+    pub(crate) fn push_frame_in_ring(
+        &mut self,
+        op: OpCode,
+        payload: &[u8],
+        bid: u16,
+        bp: &Backpressure,
+        pool: &mut BufPool,
+    ) -> SendStatus {
+        if !bp.admits(self.queued, payload.len() + MAX_HEADER_LEN) {
+            return SendStatus::Dropped;
+        }
+        let before = self.queued;
+        let mut h = [0u8; MAX_HEADER_LEN];
+        let n = encode_header(&mut h, true, op, payload.len() as u64, None);
+        self.tail(n, pool).extend_from_slice(&h[..n]);
+        self.segs.push_back(Seg::Ring {
+            ptr: std::ptr::NonNull::from(payload).cast(),
+            len: payload.len(),
+            bid,
+        });
+        pool.ring_holds.push(bid);
+        pool.ring_live += 1;
+        self.queued += n + payload.len();
+        self.status_for(before)
+    }
+
     /// Queue a control frame: never dropped (bounded by the protocol: <= 127 bytes each, and a peer that floods
     /// pings without reading is paused like any other).
-    pub fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
-        let v = self.tail(payload.len() + frame::MAX_HEADER_LEN, pool);
+    pub(crate) fn push_control(&mut self, op: OpCode, payload: &[u8], pool: &mut BufPool) {
+        let v = self.tail(payload.len() + MAX_HEADER_LEN, pool);
         let start = v.len();
-        frame::write_frame(v, true, op, payload);
+        write_frame(v, true, op, payload);
         self.queued += v.len() - start;
     }
 
     /// Append raw bytes through `f` (e.g. an HTTP response or the protocol core's pending control frames).
-    pub fn push_with(&mut self, hint: usize, pool: &mut BufPool, f: impl FnOnce(&mut Vec<u8>)) {
+    pub(crate) fn push_with(
+        &mut self,
+        hint: usize,
+        pool: &mut BufPool,
+        f: impl FnOnce(&mut Vec<u8>),
+    ) {
         let v = self.tail(hint, pool);
         let start = v.len();
         f(v);
         self.queued += v.len() - start;
     }
 
-    /// Queue a pre-encoded shared frame without copying, subject to `max` queued bytes.
-    pub fn push_shared(&mut self, frame: Bytes, max: usize) -> SendStatus {
-        if !self.admits(frame.len(), max) {
+    /// Queue a pre-encoded shared frame without copying, if the backpressure policy admits it.
+    pub(crate) fn push_shared(&mut self, frame: Bytes, bp: &Backpressure) -> SendStatus {
+        if !bp.admits(self.queued, frame.len()) {
             return SendStatus::Dropped;
         }
         let before = self.queued;
@@ -254,7 +386,7 @@ impl Outbound {
 
     /// Describe the next send: `Single(ptr, len)` for one segment, or fill `iov` and return `Vectored(n)`.
     /// Marks the segments in flight. Call only when `has_unsent()`.
-    pub fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> Prepared {
+    pub(crate) fn prepare_send(&mut self, iov: &mut [libc::iovec; MAX_IOV]) -> Prepared {
         debug_assert!(self.has_unsent());
         // Drop empty owned tails (a pooled buffer nothing was written to).
         while let Some(Seg::Owned(v)) = self.segs.back() {
@@ -285,7 +417,7 @@ impl Outbound {
     }
 
     /// The send in flight completed having written `written` bytes. Fully written segments are released.
-    pub fn complete_send(&mut self, mut written: usize, pool: &mut BufPool) {
+    pub(crate) fn complete_send(&mut self, mut written: usize, pool: &mut BufPool) {
         self.inflight_segs = 0;
         self.queued -= written.min(self.queued);
         while written > 0 {
@@ -296,30 +428,105 @@ impl Outbound {
             if written >= rest {
                 written -= rest;
                 self.head_off = 0;
-                if let Some(Seg::Owned(v)) = self.segs.pop_front() {
-                    pool.give(v);
+                self.sealed = self.sealed.saturating_sub(1);
+                if let Some(seg) = self.segs.pop_front() {
+                    pool.release(seg);
                 }
             } else {
                 self.head_off += written as u32;
                 written = 0;
             }
         }
+        self.spill_ring(pool);
     }
 
-    /// The send in flight failed or was abandoned: nothing more will be sent.
-    pub fn abandon(&mut self, pool: &mut BufPool) {
-        self.inflight_segs = 0;
-        self.queued = 0;
-        self.head_off = 0;
-        for s in self.segs.drain() {
-            if let Seg::Owned(v) = s {
-                pool.give(v);
+    /// Copy what is left of ring segments into owned buffers and end their holds, so a receive buffer is never held
+    /// longer than one send (a peer that stops reading must not keep the worker's receive buffers).
+    fn spill_ring(&mut self, pool: &mut BufPool) {
+        for i in 0..self.segs.len() {
+            let Some(seg @ Seg::Ring { .. }) = self.segs.get_mut(i) else {
+                continue;
+            };
+            let mut v = pool.take(seg.bytes().len());
+            v.extend_from_slice(seg.bytes());
+            if let Seg::Ring { bid, .. } = std::mem::replace(seg, Seg::Owned(v)) {
+                pool.end_ring(bid);
+                pool.ring_spills += 1;
             }
         }
     }
 
+    /// The send in flight failed or was abandoned: nothing more will be sent.
+    pub(crate) fn abandon(&mut self, pool: &mut BufPool) {
+        self.inflight_segs = 0;
+        self.sealed = 0;
+        self.queued = 0;
+        self.head_off = 0;
+        for s in self.segs.drain() {
+            pool.release(s);
+        }
+    }
+
+    /// TLS: encrypt every plaintext segment (those after the sealed ones) through `encrypt`, which appends the
+    /// records for one plaintext to the given buffer, into pooled buffers; afterwards every segment is ciphertext.
+    /// Call before each send on a TLS connection (no send is in flight then, so nothing changes under the kernel).
+    pub(crate) fn seal<E>(
+        &mut self,
+        pool: &mut BufPool,
+        mut encrypt: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        debug_assert!(!self.in_flight());
+        let mut result = Ok(());
+        while self.segs.len() > self.sealed as usize {
+            let seg = self.segs.remove(self.sealed as usize);
+            let p = seg.bytes();
+            self.queued -= p.len();
+            if result.is_ok() && !p.is_empty() {
+                // Room for the records' overhead (a few dozen bytes per 16 KiB record).
+                let v = self.sealed_tail(p.len() + p.len() / 512 + 64, pool);
+                let start = v.len();
+                result = encrypt(p, v);
+                self.queued += v.len() - start;
+            }
+            pool.release(seg);
+        }
+        result
+    }
+
+    /// TLS: queue bytes that are already ciphertext (handshake flights, alerts; or a plain HTTP answer on a port
+    /// that expected TLS) after the sealed segments. Call after `seal`, so records keep their order.
+    pub(crate) fn push_sealed(&mut self, bytes: &[u8], pool: &mut BufPool) {
+        debug_assert_eq!(
+            self.segs.len(),
+            self.sealed as usize,
+            "seal before pushing ciphertext"
+        );
+        if bytes.is_empty() {
+            return;
+        }
+        let v = self.sealed_tail(bytes.len(), pool);
+        v.extend_from_slice(bytes);
+        self.queued += bytes.len();
+    }
+
+    /// The last sealed segment if it is owned, not in flight and has room for `need` bytes; else a fresh pooled
+    /// one inserted right after the sealed ones.
+    fn sealed_tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
+        let n = self.sealed as usize;
+        let ok = n > self.inflight_segs as usize
+            && matches!(self.segs.get(n - 1), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
+        if !ok {
+            self.segs.insert(n, Seg::Owned(pool.take(need)));
+            self.sealed += 1;
+        }
+        match self.segs.get_mut(self.sealed as usize - 1) {
+            Some(Seg::Owned(v)) => v,
+            _ => unreachable!("the last sealed segment was just made owned"),
+        }
+    }
+
     /// Release the queue's own allocation when idle (called by the periodic sweep).
-    pub fn shrink_if_idle(&mut self) {
+    pub(crate) fn shrink_if_idle(&mut self) {
         self.segs.shrink();
     }
 }
@@ -365,16 +572,24 @@ mod tests {
         let mut pool = BufPool::default();
         let mut o = Outbound::default();
         assert_eq!(
-            o.push_frame(OpCode::Text, b"one", 1 << 20, &mut pool),
+            o.push_frame(OpCode::Text, b"one", &Backpressure::new(1 << 20), &mut pool),
             SendStatus::Sent
         );
         assert_eq!(
-            o.push_shared(Bytes::from_static(b"\x81\x03two"), 1 << 20),
+            o.push_shared(
+                Bytes::from_static(b"\x81\x03two"),
+                &Backpressure::new(1 << 20)
+            ),
             SendStatus::Buffered
         );
         o.push_control(OpCode::Pong, b"", &mut pool);
         assert_eq!(
-            o.push_frame(OpCode::Binary, b"three", 1 << 20, &mut pool),
+            o.push_frame(
+                OpCode::Binary,
+                b"three",
+                &Backpressure::new(1 << 20),
+                &mut pool
+            ),
             SendStatus::Buffered
         );
         let expect = [
@@ -393,7 +608,7 @@ mod tests {
     fn bytes_queued_while_in_flight_go_after_the_in_flight_ones() {
         let mut pool = BufPool::default();
         let mut o = Outbound::default();
-        o.push_frame(OpCode::Text, b"a", 1 << 20, &mut pool);
+        o.push_frame(OpCode::Text, b"a", &Backpressure::new(1 << 20), &mut pool);
         let mut iov = [libc::iovec {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
@@ -402,7 +617,7 @@ mod tests {
             panic!("one segment")
         };
         assert!(!o.has_unsent());
-        o.push_frame(OpCode::Text, b"b", 1 << 20, &mut pool);
+        o.push_frame(OpCode::Text, b"b", &Backpressure::new(1 << 20), &mut pool);
         // The in-flight bytes were not touched by the second push.
         // SAFETY: p/n describe the in-flight segment, alive until complete_send.
         assert_eq!(unsafe { std::slice::from_raw_parts(p, n) }, b"\x81\x01a");
@@ -416,19 +631,171 @@ mod tests {
         let mut o = Outbound::default();
         let big = vec![0u8; 5000];
         assert_eq!(
-            o.push_frame(OpCode::Binary, &big, 4096, &mut pool),
+            o.push_frame(OpCode::Binary, &big, &Backpressure::new(4096), &mut pool),
             SendStatus::Sent
         );
         assert_eq!(
-            o.push_frame(OpCode::Binary, b"x", 4096, &mut pool),
+            o.push_frame(OpCode::Binary, b"x", &Backpressure::new(4096), &mut pool),
             SendStatus::Dropped
         );
         assert_eq!(
-            o.push_shared(Bytes::from_static(b"\x82\x00"), 4096),
+            o.push_shared(Bytes::from_static(b"\x82\x00"), &Backpressure::new(4096)),
             SendStatus::Dropped
         );
         // Control frames are never dropped.
         o.push_control(OpCode::Pong, b"p", &mut pool);
         assert_eq!(o.queued(), 5000 + 4 + 3);
+    }
+
+    /// A stand-in cipher: "[" + plaintext + "]" per call, so order and boundaries are visible.
+    fn bracket(p: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+        out.push(b'[');
+        out.extend_from_slice(p);
+        out.push(b']');
+        Ok(())
+    }
+
+    #[test]
+    fn seal_encrypts_plaintext_in_order_after_what_is_sealed() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        o.push_sealed(b"HS", &mut pool);
+        o.push_frame(OpCode::Text, b"a", &bp, &mut pool);
+        o.push_shared(Bytes::from_static(b"SH"), &bp);
+        o.push_control(OpCode::Pong, b"", &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        let expect = [&b"HS"[..], b"[\x81\x01a]", b"[SH]", b"[\x8a\x00]"].concat();
+        assert_eq!(o.queued(), expect.len());
+        // A short send, then more plaintext and ciphertext produced by a read (sealed first).
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let _ = o.prepare_send(&mut iov);
+        o.complete_send(3, &mut pool);
+        o.push_frame(OpCode::Text, b"b", &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        o.push_sealed(b"KU", &mut pool);
+        o.push_frame(OpCode::Text, b"c", &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        let rest = drain_all(&mut o, &mut pool);
+        let expect = [&expect[3..], b"[\x81\x01b]", b"KU", b"[\x81\x01c]"].concat();
+        assert_eq!(rest, expect);
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn seal_error_drops_the_rest() {
+        let mut pool = BufPool::default();
+        let mut o = Outbound::default();
+        o.push_frame(OpCode::Text, b"a", &Backpressure::new(1 << 20), &mut pool);
+        assert_eq!(o.seal(&mut pool, |_, _| Err("no keys")), Err("no keys"));
+        assert_eq!(o.queued(), 0);
+    }
+
+    /// Send everything queued in one go (no short send).
+    fn send_whole(o: &mut Outbound, pool: &mut BufPool) -> Vec<u8> {
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let bytes: Vec<u8> = match o.prepare_send(&mut iov) {
+            // SAFETY: the pointers describe live segments of `o`, which is not modified until complete_send.
+            Prepared::Single(p, n) => unsafe { std::slice::from_raw_parts(p, n) }.to_vec(),
+            Prepared::Vectored(k) => iov[..k]
+                .iter()
+                // SAFETY: as above.
+                .flat_map(|v| {
+                    unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) }
+                        .to_vec()
+                })
+                .collect(),
+        };
+        o.complete_send(bytes.len(), pool);
+        bytes
+    }
+
+    fn ring_pool() -> BufPool {
+        BufPool {
+            ring_cap: 16,
+            ..BufPool::default()
+        }
+    }
+
+    #[test]
+    fn a_ring_segment_goes_out_uncopied_and_releases_its_hold_when_written() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![7u8; 5000]; // stands in for a receive buffer
+        assert_eq!(
+            o.push_frame_in_ring(OpCode::Binary, &rx, 3, &bp, &mut pool),
+            SendStatus::Sent
+        );
+        assert_eq!(pool.ring_holds, [3]);
+        assert!(pool.ring_releases.is_empty());
+        let mut want = Vec::new();
+        write_frame(&mut want, true, OpCode::Binary, &rx);
+        assert_eq!(o.queued(), want.len());
+        assert_eq!(send_whole(&mut o, &mut pool), want);
+        assert_eq!(pool.ring_releases, [3], "written: the hold ends");
+        assert_eq!(o.queued(), 0);
+    }
+
+    #[test]
+    fn a_short_send_copies_the_rest_of_ring_segments_out_and_ends_their_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let a = vec![1u8; 6000];
+        let b: Vec<u8> = (0..7000u32).map(|i| i as u8).collect();
+        o.push_frame_in_ring(OpCode::Binary, &a, 1, &bp, &mut pool);
+        o.push_frame_in_ring(OpCode::Binary, &b, 2, &bp, &mut pool);
+        let mut want = Vec::new();
+        write_frame(&mut want, true, OpCode::Binary, &a);
+        write_frame(&mut want, true, OpCode::Binary, &b);
+        // drain_all sends at most 7 bytes at a time: the first short send spills both ring segments.
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let _ = o.prepare_send(&mut iov);
+        o.complete_send(7, &mut pool);
+        let mut released = pool.ring_releases.clone();
+        released.sort();
+        assert_eq!(
+            released,
+            [1, 2],
+            "no receive buffer is held after a short send"
+        );
+        // What was not written yet still comes out intact, from the copies.
+        let rest = drain_all(&mut o, &mut pool);
+        assert_eq!([&want[..7], &rest[..]].concat(), want);
+    }
+
+    #[test]
+    fn abandoning_a_queue_ends_its_ring_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![0u8; 4096];
+        o.push_frame_in_ring(OpCode::Text, &rx, 5, &bp, &mut pool);
+        o.abandon(&mut pool);
+        assert_eq!(pool.ring_releases, [5]);
+    }
+
+    #[test]
+    fn sealing_copies_ring_segments_and_ends_their_holds() {
+        let bp = Backpressure::new(1 << 20);
+        let mut pool = ring_pool();
+        let mut o = Outbound::default();
+        let rx = vec![9u8; 4096];
+        o.push_frame_in_ring(OpCode::Binary, &rx, 4, &bp, &mut pool);
+        o.seal(&mut pool, bracket).unwrap();
+        assert_eq!(pool.ring_releases, [4]);
+        // The stand-in cipher brackets each plaintext segment: the header, then the payload (copied).
+        let want = [&b"[\x82\x7e\x10\x00]["[..], &rx[..], b"]"].concat();
+        assert_eq!(send_whole(&mut o, &mut pool), want);
     }
 }

@@ -1,8 +1,13 @@
 //! Counters. Each worker counts in plain integers on its hot path and stores them into its own atomics once per
 //! loop turn (a single writer: plain stores, no read-modify-write); readers sum the workers.
+//!
+//! A metric name may carry fixed labels (`name{reason="x"}`): consecutive counters of one family share its `HELP`
+//! and `TYPE` lines, and each line gets the `worker` label first.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::door::RefusalReason;
 
 macro_rules! counters {
     ($( $field:ident : $kind:literal, $metric:literal, $help:literal; )*) => {
@@ -15,10 +20,10 @@ macro_rules! counters {
         pub(crate) struct WorkerStats { $( $field: AtomicU64, )* }
 
         impl WorkerStats {
-            pub fn store(&self, c: &Counters) {
+            pub(crate) fn store(&self, c: &Counters) {
                 $( self.$field.store(c.$field, Ordering::Relaxed); )*
             }
-            pub fn load(&self) -> Counters {
+            pub(crate) fn load(&self) -> Counters {
                 Counters { $( $field: self.$field.load(Ordering::Relaxed), )* }
             }
         }
@@ -60,22 +65,82 @@ counters! {
     cross_worker_dropped: "counter", "ringws_cross_worker_dropped_total", "Publishes not delivered to another worker because its queue was full.";
     loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
+    recv_buffers_held: "gauge", "ringws_recv_buffers_held", "Receive buffers held by bytes queued for sending straight from them (sampled once a second).";
+    zero_copy_sends: "counter", "ringws_zero_copy_sends_total", "Messages sent straight from the receive buffer they arrived in (no copy; large echoes).";
+    ring_spills: "counter", "ringws_ring_spills_total", "Queued bytes copied out of a receive buffer after a short send, so the buffer could go back.";
+    door_bad_request: "counter", "ringws_door_refusals_total{reason=\"bad_request\"}", "Requests refused at the door, by reason: bad_request (ambiguous framing: Host, Content-Length, Transfer-Encoding), origin, auth_* (token), per_ip_* (per-address limits).";
+    door_origin: "counter", "ringws_door_refusals_total{reason=\"origin\"}", "";
+    door_auth_missing: "counter", "ringws_door_refusals_total{reason=\"auth_missing\"}", "";
+    door_auth_expired: "counter", "ringws_door_refusals_total{reason=\"auth_expired\"}", "";
+    door_auth_not_yet_valid: "counter", "ringws_door_refusals_total{reason=\"auth_not_yet_valid\"}", "";
+    door_auth_invalid: "counter", "ringws_door_refusals_total{reason=\"auth_invalid\"}", "";
+    door_per_ip_connections: "counter", "ringws_door_refusals_total{reason=\"per_ip_connections\"}", "";
+    door_per_ip_rate: "counter", "ringws_door_refusals_total{reason=\"per_ip_rate\"}", "";
+    token_expired_closes: "counter", "ringws_token_expired_closes_total", "WebSockets closed with 1008 because their token expired.";
+    tls_handshakes: "counter", "ringws_tls_handshakes_total", "TLS handshakes completed (full and resumed).";
+    tls_resumed: "counter", "ringws_tls_resumed_total", "TLS handshakes that resumed a session (ticket or session id).";
+    tls_handshaking: "gauge", "ringws_tls_handshakes_in_progress", "TLS handshakes under way.";
+    tls_capped: "counter", "ringws_tls_handshakes_capped_total", "Connections closed at accept because max_tls_handshakes_per_worker handshakes were under way.";
+    tls_plain_http: "counter", "ringws_tls_plain_http_total", "Plain HTTP requests on the TLS port (answered 400, closed).";
+    tls_not_tls: "counter", "ringws_tls_not_tls_total", "Connections on the TLS port whose first bytes were neither TLS nor HTTP (closed).";
+    tls_peer_alerts: "counter", "ringws_tls_peer_alerts_total", "TLS connections the peer aborted with a fatal alert.";
+    tls_errors: "counter", "ringws_tls_errors_total", "TLS connections failed for a protocol error, an offer we do not support, or too much incomplete input.";
+}
+
+impl Counters {
+    /// Count a refusal of the door under its reason.
+    pub(crate) fn count_refusal(&mut self, r: RefusalReason) {
+        let c = match r {
+            RefusalReason::BadRequest => &mut self.door_bad_request,
+            RefusalReason::Origin => &mut self.door_origin,
+            RefusalReason::AuthMissing => &mut self.door_auth_missing,
+            RefusalReason::AuthExpired => &mut self.door_auth_expired,
+            RefusalReason::AuthNotYetValid => &mut self.door_auth_not_yet_valid,
+            RefusalReason::AuthInvalid => &mut self.door_auth_invalid,
+            RefusalReason::PerIpConnections => &mut self.door_per_ip_connections,
+            RefusalReason::PerIpRate => &mut self.door_per_ip_rate,
+        };
+        *c += 1;
+    }
+
+    fn door_refusals(&self) -> u64 {
+        self.door_bad_request
+            + self.door_origin
+            + self.door_auth_missing
+            + self.door_auth_expired
+            + self.door_auth_not_yet_valid
+            + self.door_auth_invalid
+            + self.door_per_ip_connections
+            + self.door_per_ip_rate
+    }
 }
 
 /// Counters summed over every worker, plus facts about the server.
 #[derive(Debug, Clone)]
 pub struct StatsSnapshot {
+    /// Worker threads.
     pub workers: usize,
+    /// Seconds since the server started.
     pub uptime_s: f64,
+    /// Open connections (HTTP and WebSocket).
     pub connections: u64,
+    /// Open WebSocket connections.
     pub websockets: u64,
+    /// TCP connections accepted.
     pub accepted: u64,
+    /// WebSocket messages received.
     pub messages_in: u64,
+    /// WebSocket messages queued for sending (publishes included).
     pub messages_out: u64,
+    /// Bytes received from sockets.
     pub bytes_in: u64,
+    /// Bytes written to sockets.
     pub bytes_out: u64,
+    /// Messages not queued because an outbound queue was full.
     pub dropped: u64,
+    /// Connections failed for a protocol violation.
     pub protocol_errors: u64,
+    /// Connections and upgrades refused (capacity, bad requests, the door, the upgrade hook).
     pub rejected: u64,
 }
 
@@ -99,7 +164,8 @@ pub(crate) fn snapshot(workers: &[WorkerStats], uptime_s: f64) -> StatsSnapshot 
         rejected: t.rejected_capacity
             + t.rejected_upgrade
             + t.rejected_bad_request
-            + t.handshake_timeouts,
+            + t.handshake_timeouts
+            + t.door_refusals(),
     }
 }
 
@@ -107,11 +173,19 @@ pub(crate) fn snapshot(workers: &[WorkerStats], uptime_s: f64) -> StatsSnapshot 
 pub(crate) fn prometheus(workers: &[WorkerStats], uptime_s: f64) -> String {
     let per: Vec<Vec<u64>> = workers.iter().map(|w| w.load().values()).collect();
     let mut s = String::with_capacity(8192);
+    let mut family = "";
     for (i, (_, kind, metric, help)) in Counters::META.iter().enumerate() {
-        let _ = writeln!(s, "# HELP {metric} {help}");
-        let _ = writeln!(s, "# TYPE {metric} {kind}");
+        let (name, labels) = match metric.split_once('{') {
+            Some((n, l)) => (n, format!(",{}", l.trim_end_matches('}'))),
+            None => (*metric, String::new()),
+        };
+        if name != family {
+            family = name;
+            let _ = writeln!(s, "# HELP {name} {help}");
+            let _ = writeln!(s, "# TYPE {name} {kind}");
+        }
         for (w, vals) in per.iter().enumerate() {
-            let _ = writeln!(s, "{metric}{{worker=\"{w}\"}} {}", vals[i]);
+            let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {}", vals[i]);
         }
     }
     let _ = writeln!(
@@ -149,5 +223,33 @@ mod tests {
         assert!(text.contains("ringws_messages_in_total{worker=\"0\"} 3\n"));
         assert!(text.contains("ringws_messages_in_total{worker=\"1\"} 4\n"));
         assert!(text.contains("# TYPE ringws_connections gauge\n"));
+    }
+
+    #[test]
+    fn refusals_are_one_family_with_a_reason_label() {
+        let ws = [WorkerStats::default()];
+        let mut c = Counters::default();
+        c.count_refusal(RefusalReason::Origin);
+        c.count_refusal(RefusalReason::Origin);
+        c.count_refusal(RefusalReason::PerIpRate);
+        ws[0].store(&c);
+        let text = prometheus(&ws, 1.0);
+        assert_eq!(
+            text.matches("# TYPE ringws_door_refusals_total counter\n")
+                .count(),
+            1
+        );
+        assert!(text.contains("ringws_door_refusals_total{worker=\"0\",reason=\"origin\"} 2\n"));
+        assert!(
+            text.contains("ringws_door_refusals_total{worker=\"0\",reason=\"per_ip_rate\"} 1\n")
+        );
+        for r in RefusalReason::ALL {
+            assert!(
+                text.contains(&format!("reason=\"{}\"}}", r.label())),
+                "{}",
+                r.label()
+            );
+        }
+        assert_eq!(snapshot(&ws, 1.0).rejected, 3);
     }
 }

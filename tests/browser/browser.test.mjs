@@ -2,6 +2,7 @@
 // by playwright-core, run with `node --test`.
 //
 //   RINGWS_URL=http://127.0.0.1:1338 node --test browser.test.mjs
+//   RINGWS_URL=https://127.0.0.1:1338 node --test browser.test.mjs   (a TLS server; certificate errors ignored)
 //
 // Env: RINGWS_URL (server, default http://127.0.0.1:1338),
 //      CHROMIUM (browser binary, default /usr/bin/chromium).
@@ -14,6 +15,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 const BASE = (process.env.RINGWS_URL || 'http://127.0.0.1:1338').replace(/\/+$/, '');
+// Over https (a test certificate): certificate errors are ignored, and the page must then speak wss.
+const HTTPS = BASE.startsWith('https:');
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = pathJoin(dirname(fileURLToPath(import.meta.url)), 'artifacts');
 const T = 10_000; // default bound for every wait / action
@@ -32,6 +35,7 @@ before(async () => {
     args: [
       '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      ...(HTTPS ? ['--ignore-certificate-errors'] : []),
     ],
   });
 });
@@ -42,7 +46,7 @@ after(async () => {
 
 /** A fresh context + page; fails the test on any dialog (e.g. an injected alert). */
 async function openPage(viewport = { width: 1360, height: 900 }, colorScheme = 'light') {
-  const ctx = await browser.newContext({ viewport, colorScheme });
+  const ctx = await browser.newContext({ viewport, colorScheme, ignoreHTTPSErrors: HTTPS });
   ctx.setDefaultTimeout(T);
   ctx.setDefaultNavigationTimeout(T);
   const page = await ctx.newPage();
@@ -72,6 +76,7 @@ test('echo pane: connect, text + binary echo, disconnect', { timeout: 60_000 }, 
     await assertText(status, 'CLOSED');
     const url = await tid(page, 'echo-url').inputValue();
     assert.match(url, /^wss?:\/\/.+\/echo$/, 'default echo URL is same-origin /echo');
+    assert.equal(url.startsWith('wss://'), HTTPS, 'the page derives wss from https');
 
     // Record every state the badge shows, so the short CONNECTING / CLOSING phases are seen too.
     await page.evaluate(() => {

@@ -1,7 +1,7 @@
 //! Helpers for the protocol-core tests: owned events, frame builders and assertions.
 #![allow(dead_code)]
 
-use ringws::proto::frame::{encode_header, write_client_frame, write_frame, MAX_HEADER_LEN};
+use ringws::proto::{encode_header, write_client_frame, write_frame, MAX_HEADER_LEN};
 use ringws::proto::{Connection, Event, Limits, OpCode, ProtocolError, Role, State};
 
 pub const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

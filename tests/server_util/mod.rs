@@ -6,7 +6,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use ringws::app::DemoApp;
+#[path = "../../src/bin/ringws/app.rs"]
+mod app;
+use app::DemoApp;
+
+/// The page's files, embedded as the binary embeds them.
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
+}
 use ringws::server::{Config, Server, ServerHandle};
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -20,7 +27,7 @@ pub fn config() -> Config {
 }
 
 pub fn start(c: Config) -> ServerHandle {
-    Server::new(c, DemoApp::new())
+    Server::new(c, DemoApp::new(assets::FILES))
         .expect("valid config")
         .start()
         .expect("server starts")

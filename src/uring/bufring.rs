@@ -1,4 +1,4 @@
-//! The per-worker pool of receive buffers: an io_uring provided-buffer ring.
+//! A pool of receive buffers: an io_uring provided-buffer ring, created and owned by a [`super::Ring`].
 //!
 //! The kernel picks a buffer when data arrives (multishot recv with buffer select), so an idle connection holds no
 //! receive buffer. Where the kernel supports it (6.12+), buffers are consumed incrementally (`IOU_PBUF_RING_INC`): one
@@ -7,7 +7,11 @@
 //! consumption every completion consumes a whole buffer, which goes back right after its bytes are processed.
 //!
 //! Invariant: a buffer the kernel reported is returned exactly once, whatever the completion (data, error, cancel,
-//! stale connection); the ring tail is published before every `io_uring_enter`.
+//! stale connection); the ring tail is published before every `io_uring_enter` (by [`super::Ring`]).
+//!
+//! Soundness: only [`super::Ring::add_buf_ring`] creates a `BufRing`, and the ring keeps it until the ring itself is
+//! dropped, after the registration is removed and the io_uring is closed. The memory the kernel writes into is
+//! therefore mapped for as long as the kernel may write into it, whatever the caller does.
 
 use std::io;
 use std::ptr::NonNull;
@@ -19,6 +23,7 @@ use io_uring::Submitter;
 /// `IOU_PBUF_RING_INC` from the kernel uapi.
 const IOU_PBUF_RING_INC: u16 = 2;
 
+/// A provided-buffer ring: `entries` buffers of `buf_size` bytes in one anonymous mapping.
 pub struct BufRing {
     ring: NonNull<BufRingEntry>,
     ring_bytes: usize,
@@ -28,6 +33,10 @@ pub struct BufRing {
     buf_size: u32,
     /// Consumed bytes of each buffer (incremental mode).
     offsets: Box<[u32]>,
+    /// Holds on each buffer: bytes of it still queued for sending (see [`BufRing::hold`]).
+    holds: Box<[u32]>,
+    /// Buffers the kernel is done with that wait for their holds to end before going back.
+    parked: Box<[bool]>,
     tail: u16,
     /// Whether the kernel consumes buffers incrementally (`IOU_PBUF_RING_INC`, Linux 6.12+).
     pub incremental: bool,
@@ -55,13 +64,19 @@ fn mmap_anon(bytes: usize) -> io::Result<NonNull<u8>> {
 
 impl BufRing {
     /// Map the ring and the buffers and register them with `bgid`. Tries incremental consumption first.
-    pub fn new(
+    /// Only [`super::Ring`] calls this, and it owns the result for the lifetime of the registration.
+    pub(super) fn register(
         submitter: &Submitter<'_>,
         entries: u16,
         buf_size: u32,
         bgid: u16,
     ) -> io::Result<BufRing> {
-        assert!(entries.is_power_of_two(), "validated by Config");
+        if !entries.is_power_of_two() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring entries must be a power of two",
+            ));
+        }
         let ring_bytes = entries as usize * std::mem::size_of::<BufRingEntry>();
         let ring = mmap_anon(ring_bytes)?.cast::<BufRingEntry>();
         let mem_bytes = entries as usize * buf_size as usize;
@@ -81,6 +96,8 @@ impl BufRing {
             entries,
             buf_size,
             offsets: vec![0; entries as usize].into_boxed_slice(),
+            holds: vec![0; entries as usize].into_boxed_slice(),
+            parked: vec![false; entries as usize].into_boxed_slice(),
             tail: 0,
             incremental: true,
             bgid,
@@ -90,8 +107,8 @@ impl BufRing {
         }
         br.publish();
         let addr = ring.as_ptr() as u64;
-        // SAFETY: the ring memory stays mapped until `Drop`, which runs after the ring (and with it the registration)
-        // is gone: `Worker` declares the ring before the buffer ring, and unregisters explicitly in its own drop.
+        // SAFETY: the ring and buffer memory stay mapped until `Drop`, and only `Ring` owns a `BufRing`: it
+        // unregisters it and closes the io_uring before this value drops (see the module docs).
         let r = unsafe {
             submitter.register_buf_ring_with_flags(addr, entries, bgid, IOU_PBUF_RING_INC)
         };
@@ -156,12 +173,46 @@ impl BufRing {
         })
     }
 
-    /// A completion that carried buffer `bid` was processed: give the buffer back unless the kernel keeps using it.
+    /// A completion that carried buffer `bid` was processed: give the buffer back unless the kernel keeps using it
+    /// or bytes of it are still held for sending (then it goes back when the last hold ends).
     pub fn release(&mut self, bid: u16, buf_more: bool) {
         if bid >= self.entries || (self.incremental && buf_more) {
             return;
         }
+        if self.holds[bid as usize] > 0 {
+            self.parked[bid as usize] = true;
+            return;
+        }
         self.push(bid);
+    }
+
+    /// Keep buffer `bid` out of the kernel's reach: bytes already received into it are queued for sending straight
+    /// from it (a large echo without a copy). The bytes of a held buffer are never overwritten: the kernel writes only
+    /// past what it reported (incremental mode) or into buffers given back, and a held buffer is not given back.
+    pub fn hold(&mut self, bid: u16) {
+        if let Some(h) = self.holds.get_mut(bid as usize) {
+            *h += 1;
+        }
+    }
+
+    /// Buffers that bytes queued for sending still hold (a gauge: the kernel cannot use them meanwhile).
+    pub fn held(&self) -> usize {
+        self.holds.iter().filter(|&&h| h > 0).count()
+    }
+
+    /// End one hold on `bid` (its bytes were written, copied or dropped); the buffer goes back to the kernel if it
+    /// was done with it.
+    pub fn unhold(&mut self, bid: u16) {
+        let i = bid as usize;
+        let Some(h) = self.holds.get_mut(i) else {
+            return;
+        };
+        debug_assert!(*h > 0, "unhold without hold on buffer {bid}");
+        *h = h.saturating_sub(1);
+        if *h == 0 && self.parked[i] {
+            self.parked[i] = false;
+            self.push(bid);
+        }
     }
 }
 
@@ -172,5 +223,35 @@ impl Drop for BufRing {
             libc::munmap(self.mem.as_ptr().cast(), self.mem_bytes);
             libc::munmap(self.ring.as_ptr().cast(), self.ring_bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_held_buffer_goes_back_only_when_its_last_hold_ends() {
+        let mut r = super::super::Ring::new(8, 16).expect("io_uring available");
+        let i = r.add_buf_ring(4, 4096, 1).unwrap();
+        let b = r.bufs(i);
+        assert_eq!(b.tail, 4, "every buffer starts with the kernel");
+        b.hold(0);
+        b.hold(0);
+        b.release(0, false);
+        assert_eq!(b.tail, 4, "held: parked, not given back");
+        b.unhold(0);
+        assert_eq!(b.tail, 4, "one hold left");
+        b.unhold(0);
+        assert_eq!(b.tail, 5, "the last hold ended: given back once");
+        b.release(1, false);
+        assert_eq!(b.tail, 6, "no hold: given back at once");
+        // A hold that ends while the kernel still uses the buffer gives nothing back.
+        b.hold(2);
+        b.unhold(2);
+        assert_eq!(b.tail, 6);
+        // Out of range ids are ignored, never a panic.
+        b.hold(99);
+        b.unhold(99);
+        b.release(99, false);
+        assert_eq!(b.tail, 6);
     }
 }

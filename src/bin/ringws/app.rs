@@ -4,22 +4,29 @@
 //!
 //! Chat protocol (JSON text messages). Client -> server: `{"type":"name","name":"alice"}`,
 //! `{"type":"join","room":"lobby"}`, `{"type":"leave","room":"lobby"}`, `{"type":"say","room":"lobby","text":"hi"}`.
-//! Server -> client: `welcome {id,name}`, `joined {room,name,count}`, `left {room,name,count}`,
+//! Server -> client: `welcome {id,name,authenticated}`, `joined {room,name,count}`, `left {room,name,count}`,
 //! `message {room,name,text,ts}` (to every member, the sender included), `renamed {old,name}`, `error {error}`.
+//!
+//! Across nodes (`--redis`): rooms span every node, and `welcome`, `joined` and `left` also carry `node`, a short
+//! label of the node that sent them. `count` is the room's members **on that node** (counts are per node, never
+//! summed through Redis, so a crashed node leaves no stale global count behind); the page shows it as "N here"
+//! for its own node and "N on node X" for others. Guest names carry the node label so they stay unique.
+//! When the server requires tokens (`--jwt-secret` / `--jwt-public-key`), a chat user's name is the token's `sub`
+//! and `name` requests are refused with an `error`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::handshake::Request;
-use crate::server::{
+use ringws::broker::Health;
+use ringws::handshake::Request;
+use ringws::server::{
     ConnId, Handler, Message, Response, ServerContext, Upgrade, UpgradeRequest, WebSocket,
 };
 
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/static_files.rs"));
-}
+/// The page's files: (URL path, bytes). The binary embeds `static/` (see `build.rs`).
+pub type Assets = &'static [(&'static str, &'static [u8])];
 
 /// Longest chat name, in characters.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -30,26 +37,73 @@ pub const MAX_TEXT_BYTES: usize = 4096;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_CONN: usize = 16;
 
+/// The topic every `/broadcast` connection is subscribed to.
+pub const BROADCAST_TOPIC: &str = "broadcast";
+
 /// Per-connection state: which route the connection was upgraded on.
 pub enum Route {
+    /// `/echo` (and an upgrade to `/`): every message comes back as it was sent.
     Echo,
+    /// `/chat`: the JSON chat.
     Chat(Box<ChatUser>),
+    /// `/broadcast`: every message is published to every `/broadcast` connection, the sender included.
+    Broadcast,
 }
 
 pub struct ChatUser {
+    /// The guest number: unique in this process, shown to the user as its id.
+    pub id: u64,
+    /// The name shown with the user's messages: `guest-N`, or the token's `sub` when authenticated.
     pub name: String,
     pub rooms: Vec<String>,
+    /// Whether the name comes from a verified token (then it cannot be changed).
+    pub authenticated: bool,
+}
+
+/// A chat name from a token's `sub`: control characters dropped, edge spaces trimmed, cut to `MAX_NAME_CHARS`.
+fn name_from_sub(sub: &str) -> String {
+    let clean: String = sub.chars().filter(|c| !c.is_control()).collect();
+    let name: String = clean.trim().chars().take(MAX_NAME_CHARS).collect();
+    match name.trim() {
+        "" => "user".to_string(),
+        n => n.to_string(),
+    }
 }
 
 /// The demo application.
-#[derive(Default)]
 pub struct DemoApp {
     next_guest: AtomicU64,
+    assets: Assets,
+    /// This node's label in presence events and guest names when rooms span nodes (`--redis`). Default none.
+    pub node: Option<String>,
 }
 
 impl DemoApp {
-    pub fn new() -> Self {
-        Self::default()
+    /// The demo serving `assets` as its page.
+    pub fn new(assets: Assets) -> Self {
+        DemoApp {
+            next_guest: AtomicU64::new(0),
+            assets,
+            node: None,
+        }
+    }
+
+    /// A presence event (`joined`, `left`), labelled with this node when rooms span nodes.
+    fn presence(&self, kind: &str, room: &str, name: &str, count: usize) -> serde_json::Value {
+        let mut ev = json!({"type": kind, "room": room, "name": name, "count": count});
+        if let Some(n) = &self.node {
+            ev["node"] = json!(n);
+        }
+        ev
+    }
+
+    /// One of the page's files (`/` means `/index.html`).
+    fn static_file(&self, path: &str) -> Option<&'static [u8]> {
+        let path = if path == "/" { "/index.html" } else { path };
+        self.assets
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, b)| *b)
     }
 }
 
@@ -76,15 +130,6 @@ fn content_type(path: &str) -> &'static str {
         "txt" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     }
-}
-
-/// A file embedded from `static/` (`/` means `/index.html`).
-pub fn static_file(path: &str) -> Option<&'static [u8]> {
-    let path = if path == "/" { "/index.html" } else { path };
-    embedded::FILES
-        .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, b)| *b)
 }
 
 #[derive(Deserialize)]
@@ -127,6 +172,9 @@ impl DemoApp {
         let name = user.name.clone();
         match cmd {
             ChatIn::Name { name: new } => {
+                if user.authenticated {
+                    return chat_error(ws, "your name comes from your token: renaming is disabled");
+                }
                 if !valid_label(&new, MAX_NAME_CHARS) {
                     return chat_error(
                         ws,
@@ -154,7 +202,7 @@ impl DemoApp {
                         u.rooms.push(room.clone());
                     }
                     let count = ws.subscriber_count(&t);
-                    let ev = json!({"type": "joined", "room": room, "name": name, "count": count});
+                    let ev = self.presence("joined", &room, &name, count);
                     ws.publish(&t, Message::Text(&ev.to_string()), false);
                 }
             }
@@ -165,7 +213,7 @@ impl DemoApp {
                         u.rooms.retain(|r| *r != room);
                     }
                     let count = ws.subscriber_count(&t);
-                    let ev = json!({"type": "left", "room": room, "name": name, "count": count});
+                    let ev = self.presence("left", &room, &name, count);
                     ws.publish(&t, Message::Text(&ev.to_string()), false);
                     send_json(ws, ev);
                 }
@@ -189,26 +237,42 @@ impl Handler for DemoApp {
 
     fn upgrade(&self, req: &UpgradeRequest<'_>) -> Upgrade<Route> {
         match req.path.split('?').next().unwrap_or("") {
-            "/echo" => Upgrade::accept(Route::Echo),
+            // An upgrade to `/` is an echo too, so the field's load clients (which connect to `/`) work as they are;
+            // a plain `GET /` still serves the page.
+            "/echo" | "/" => Upgrade::accept(Route::Echo),
+            "/broadcast" => Upgrade::accept(Route::Broadcast),
             "/chat" => {
                 let n = self.next_guest.fetch_add(1, Ordering::Relaxed) + 1;
+                let (name, authenticated) = match (req.claims, &self.node) {
+                    (Some(c), _) => (name_from_sub(&c.sub), true),
+                    (None, Some(node)) => (format!("guest-{n}@{node}"), false),
+                    (None, None) => (format!("guest-{n}"), false),
+                };
                 Upgrade::accept(Route::Chat(Box::new(ChatUser {
-                    name: format!("guest-{n}"),
+                    id: n,
+                    name,
                     rooms: Vec::new(),
+                    authenticated,
                 })))
             }
-            _ => Upgrade::reject(404, "no WebSocket endpoint here (try /echo or /chat)\n"),
+            _ => Upgrade::reject(
+                404,
+                "no WebSocket endpoint here (try /echo, /chat or /broadcast)\n",
+            ),
         }
     }
 
     fn open(&self, ws: &mut WebSocket<'_, Route>) {
-        let id = ws.id().0;
+        if let Route::Broadcast = ws.data() {
+            ws.subscribe(BROADCAST_TOPIC);
+        }
         if let Route::Chat(u) = ws.data() {
-            let name = u.name.clone();
-            send_json(
-                ws,
-                json!({"type": "welcome", "id": id & 0xffff_ffff, "name": name}),
-            );
+            let (id, name, auth) = (u.id, u.name.clone(), u.authenticated);
+            let mut ev = json!({"type": "welcome", "id": id, "name": name, "authenticated": auth});
+            if let Some(n) = &self.node {
+                ev["node"] = json!(n);
+            }
+            send_json(ws, ev);
         }
     }
 
@@ -219,6 +283,7 @@ impl Handler for DemoApp {
                 ws.send(msg);
             }
             Route::Chat(_) => self.chat_message(ws, msg),
+            Route::Broadcast => ws.publish(BROADCAST_TOPIC, msg, false),
         }
     }
 
@@ -226,14 +291,14 @@ impl Handler for DemoApp {
         if let Route::Chat(u) = data {
             for room in &u.rooms {
                 let t = topic(room);
-                let ev = json!({"type": "left", "room": room, "name": u.name, "count": ctx.subscriber_count(&t)});
+                let ev = self.presence("left", room, &u.name, ctx.subscriber_count(&t));
                 ctx.publish(&t, Message::Text(&ev.to_string()));
             }
         }
     }
 
     fn is_websocket_route(&self, path: &str) -> bool {
-        path == "/echo" || path == "/chat"
+        matches!(path, "/echo" | "/chat" | "/broadcast")
     }
 
     fn http(&self, req: &Request, ctx: &ServerContext<'_>) -> Response {
@@ -242,7 +307,12 @@ impl Handler for DemoApp {
         }
         let path = req.path.split('?').next().unwrap_or("");
         match path {
-            "/healthz" => Response::text(200, "ok\n"),
+            // Without Redis a node still serves its own clients: 200 either way (a load balancer keeps it), the
+            // body says whether other nodes are reached.
+            "/healthz" => match ctx.broker_health() {
+                None | Some(Health::Up) => Response::text(200, "ok\n"),
+                Some(h) => Response::text(200, format!("degraded: redis {}\n", h.as_str())),
+            },
             "/metrics" => Response::new(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",
@@ -255,11 +325,12 @@ impl Handler for DemoApp {
                     "messages_in": s.messages_in, "messages_out": s.messages_out,
                     "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "drops": s.dropped,
                     "workers": s.workers, "uptime_s": s.uptime_s,
+                    "broker": ctx.broker_health().map(Health::as_str), "node": self.node,
                 });
                 Response::new(200, "application/json", body.to_string().into_bytes())
                     .header("Cache-Control", "no-store")
             }
-            _ => match static_file(path) {
+            _ => match self.static_file(path) {
                 Some(b) => {
                     let p = if path == "/" { "/index.html" } else { path };
                     Response::new(200, content_type(p), b)

@@ -1,0 +1,145 @@
+//! The binary's command line: every option also as an environment variable, every default read from
+//! [`Config::default`] (the one place defaults are written).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use ringws::broker::BrokerConfig;
+use ringws::door::{JwtConfig, JwtKey, OriginPolicy};
+use ringws::server::Config;
+use ringws::tls::TlsFiles;
+
+fn d() -> Config {
+    Config::default()
+}
+
+/// A WebSocket server on io_uring: demo page at /, echo at /echo, chat at /chat, /healthz, /stats, /metrics.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+pub struct Args {
+    /// Address to bind.
+    #[arg(long, env = "RINGWS_BIND", default_value_t = d().bind.ip())]
+    bind: IpAddr,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, short, env = "RINGWS_PORT", default_value_t = d().bind.port())]
+    port: u16,
+    /// Worker threads, one pinned per core [default: all cores].
+    #[arg(long, env = "RINGWS_WORKERS")]
+    workers: Option<usize>,
+    /// Maximum WebSocket connections per worker (more get 503).
+    #[arg(long, env = "RINGWS_MAX_CONNECTIONS", default_value_t = d().max_connections_per_worker)]
+    max_connections: usize,
+    /// Largest message in bytes (larger: close 1009).
+    #[arg(long, env = "RINGWS_MAX_MESSAGE", default_value_t = d().max_message_size)]
+    max_message_size: usize,
+    /// Outbound bytes a connection may have queued.
+    #[arg(long, env = "RINGWS_MAX_BACKPRESSURE", default_value_t = d().max_backpressure)]
+    max_backpressure: usize,
+    /// Seconds of silence that close a connection (1001); a ping goes out at half of it (0 = off).
+    #[arg(long, env = "RINGWS_IDLE_TIMEOUT", default_value_t = d().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Seconds allowed for the HTTP request head to arrive.
+    #[arg(long, env = "RINGWS_HANDSHAKE_TIMEOUT", default_value_t = d().handshake_timeout.as_secs())]
+    handshake_timeout: u64,
+    /// Do not pin workers to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Serve https and wss with this PEM certificate chain (leaf first); needs --tls-key. SIGHUP reloads it.
+    #[arg(long, env = "RINGWS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "RINGWS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS handshakes each worker runs at once (more connections are closed at accept).
+    #[arg(long, env = "RINGWS_MAX_TLS_HANDSHAKES", default_value_t = d().max_tls_handshakes_per_worker)]
+    max_tls_handshakes: usize,
+    /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
+    #[arg(long, env = "RINGWS_REDIS")]
+    redis: Option<String>,
+    /// Web pages allowed to open a WebSocket, comma-separated: `self` (the page's own origin), `*` (any page), or
+    /// origins like `https://app.example,http://localhost:3000`. Clients that send no Origin are always allowed.
+    #[arg(long, env = "RINGWS_ALLOWED_ORIGINS", default_value_t = d().door.allowed_origins.to_string())]
+    allowed_origins: String,
+    /// Require a JWT at upgrade, HS256 with this secret. Prefer the environment variable: command lines are
+    /// visible to other users of the machine.
+    #[arg(
+        long,
+        env = "RINGWS_JWT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "jwt_public_key"
+    )]
+    jwt_secret: Option<String>,
+    /// Require a JWT at upgrade, RS256 (RSA key) or ES256 (EC P-256 key) with the public key in this PEM file.
+    #[arg(long, env = "RINGWS_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Most concurrent connections from one client address (IPv6: one /64); more get 429 (0 = no limit).
+    #[arg(long, env = "RINGWS_MAX_CONNECTIONS_PER_IP", default_value_t = d().door.per_ip.max_connections)]
+    max_connections_per_ip: u32,
+    /// New connections per second from one client address, a token bucket; more get 429 (0 = no limit).
+    #[arg(long, env = "RINGWS_CONNECTION_RATE_PER_IP", default_value_t = d().door.per_ip.rate_per_second)]
+    connection_rate_per_ip: f64,
+    /// New connections one idle address may open at once (0 = the rate, rounded up).
+    #[arg(long, env = "RINGWS_CONNECTION_BURST_PER_IP", default_value_t = d().door.per_ip.burst)]
+    connection_burst_per_ip: u32,
+}
+
+impl Args {
+    /// The server config these options describe (reads the JWT public key file, if any).
+    pub fn config(&self) -> Result<Config, String> {
+        let mut cfg = Config::default();
+        cfg.bind = SocketAddr::new(self.bind, self.port);
+        if let Some(w) = self.workers {
+            cfg.workers = w;
+        }
+        cfg.pin_workers = !self.no_pin;
+        cfg.max_connections_per_worker = self.max_connections;
+        cfg.max_message_size = self.max_message_size;
+        cfg.max_frame_size = self.max_message_size;
+        cfg.max_backpressure = self.max_backpressure;
+        cfg.idle_timeout = Duration::from_secs(self.idle_timeout);
+        cfg.handshake_timeout = Duration::from_secs(self.handshake_timeout);
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            cfg.tls = Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
+        cfg.max_tls_handshakes_per_worker = self.max_tls_handshakes;
+        cfg.broker = self.redis.as_ref().map(|url| {
+            let mut b = BrokerConfig::new(url.as_str());
+            b.node_id = Some(random_node_id());
+            b
+        });
+        cfg.door.allowed_origins = OriginPolicy::parse(&self.allowed_origins)
+            .map_err(|e| format!("--allowed-origins: {e}"))?;
+        let key = match (&self.jwt_secret, &self.jwt_public_key) {
+            (Some(s), _) => Some(JwtKey::Secret(s.clone().into_bytes())),
+            (None, Some(path)) => {
+                Some(JwtKey::PublicKeyPem(std::fs::read(path).map_err(|e| {
+                    format!("--jwt-public-key {}: {e}", path.display())
+                })?))
+            }
+            (None, None) => None,
+        };
+        cfg.door.jwt = key.map(JwtConfig::new);
+        cfg.door.per_ip.max_connections = self.max_connections_per_ip;
+        cfg.door.per_ip.rate_per_second = self.connection_rate_per_ip;
+        cfg.door.per_ip.burst = self.connection_burst_per_ip;
+        Ok(cfg)
+    }
+}
+
+/// A node id for Redis envelopes, chosen here so the demo can label its node with it.
+fn random_node_id() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::getrandom(&mut b).is_err() {
+        // Unique enough for a label: the pid and the clock.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ (u64::from(std::process::id()) << 32);
+    }
+    u64::from_le_bytes(b)
+}

@@ -1,0 +1,341 @@
+//! TLS 1.3 records after the handshake, without rustls' connection state (RFC 8446 section 5).
+//!
+//! Once a TLS 1.3 handshake completes, the session hands rustls' connection over to its kernel-offload API
+//! (`dangerous_into_kernel_connection`): rustls keeps only what it needs to derive the next traffic secrets (a
+//! `KernelConnection`), and the records are protected here with `ring`'s AEAD. This is the seam kernel TLS would use;
+//! here the "kernel" is this file. It exists for memory: rustls' full connection keeps ~3.3 KiB per idle session
+//! (perf/tls-choice.md); this keeps the raw traffic keys (32-byte key, 12-byte IV, sequence number each way) and
+//! expands a key only for the records of one call, so an idle session holds a few hundred bytes.
+//!
+//! What it does: application data both ways (records of at most 16 KiB, decrypted in place); `close_notify` and
+//! fatal alerts from the peer; KeyUpdate from the peer (new receive keys, and an answer with new send keys when the
+//! peer asks); a KeyUpdate of our own before the send keys reach the cipher's confidentiality limit; our own fatal
+//! alert (encrypted) on any violation. Anything else after the handshake (other handshake messages, a handshake
+//! message split over records, ChangeCipherSpec, unencrypted records) is an `unexpected_message`.
+
+use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
+use rustls::kernel::KernelConnection;
+use rustls::server::ServerConnectionData;
+use rustls::{AlertDescription, ConnectionTrafficSecrets, ExtractedSecrets, InvalidMessage};
+use zeroize::Zeroize;
+
+use super::session::ReadOutcome;
+use super::TlsError;
+
+const APPLICATION_DATA: u8 = 0x17;
+const ALERT: u8 = 0x15;
+const HANDSHAKE: u8 = 0x16;
+const KEY_UPDATE: u8 = 24;
+/// Largest plaintext per record, and largest ciphertext (RFC 8446 5.1, 5.2).
+const MAX_PLAIN: usize = 1 << 14;
+const MAX_CIPHER: usize = (1 << 14) + 256;
+const TAG: usize = 16;
+/// Never let a sequence number get near wrapping, whatever the suite's limit.
+const SEQ_CEILING: u64 = 1 << 62;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Alg {
+    Aes128Gcm,
+    Aes256Gcm,
+    Chacha20Poly1305,
+}
+
+impl Alg {
+    fn ring(self) -> &'static aead::Algorithm {
+        match self {
+            Alg::Aes128Gcm => &aead::AES_128_GCM,
+            Alg::Aes256Gcm => &aead::AES_256_GCM,
+            Alg::Chacha20Poly1305 => &aead::CHACHA20_POLY1305,
+        }
+    }
+}
+
+/// One direction's traffic key, IV and record sequence number.
+struct Keys {
+    alg: Alg,
+    key: [u8; 32],
+    key_len: u8,
+    iv: [u8; 12],
+    seq: u64,
+}
+
+impl Keys {
+    fn new(seq: u64, secrets: ConnectionTrafficSecrets) -> Result<Self, TlsError> {
+        let (alg, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Alg::Aes128Gcm, key, iv),
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Alg::Aes256Gcm, key, iv),
+            ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
+                (Alg::Chacha20Poly1305, key, iv)
+            }
+            _ => return Err(TlsError::Unexpected),
+        };
+        let (key, iv) = (key.as_ref(), iv.as_ref());
+        if key.len() != alg.ring().key_len() || key.len() > 32 || iv.len() != 12 {
+            return Err(TlsError::Unexpected);
+        }
+        let mut k = Keys {
+            alg,
+            key: [0; 32],
+            key_len: key.len() as u8,
+            iv: [0; 12],
+            seq,
+        };
+        k.key[..key.len()].copy_from_slice(key);
+        k.iv.copy_from_slice(iv);
+        Ok(k)
+    }
+
+    /// The expanded AEAD key (built per call, not kept: it is 560 bytes).
+    fn expand(&self) -> Result<LessSafeKey, TlsError> {
+        UnboundKey::new(self.alg.ring(), &self.key[..self.key_len as usize])
+            .map(LessSafeKey::new)
+            .map_err(|_| TlsError::Unexpected)
+    }
+
+    /// The per-record nonce: the IV XOR the sequence number (RFC 8446 5.3).
+    fn nonce(&self) -> Nonce {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(self.seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        Nonce::assume_unique_for_key(n)
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        self.iv.zeroize();
+    }
+}
+
+/// A TLS 1.3 session past its handshake. `read` takes whole records from the front of a buffer; the caller keeps
+/// an incomplete tail for the next read, exactly as with rustls.
+pub(crate) struct Records {
+    kernel: KernelConnection<ServerConnectionData>,
+    tx: Keys,
+    rx: Keys,
+    /// Records we may send with one key before updating it.
+    tx_limit: u64,
+    peer_closed: bool,
+}
+
+impl Records {
+    pub(crate) fn new(
+        secrets: ExtractedSecrets,
+        kernel: KernelConnection<ServerConnectionData>,
+        peer_closed: bool,
+    ) -> Result<Self, TlsError> {
+        let tx_limit = match kernel.negotiated_cipher_suite() {
+            rustls::SupportedCipherSuite::Tls13(s) => s.common.confidentiality_limit,
+            _ => return Err(TlsError::Unexpected),
+        }
+        .min(SEQ_CEILING);
+        Ok(Records {
+            tx: Keys::new(secrets.tx.0, secrets.tx.1)?,
+            rx: Keys::new(secrets.rx.0, secrets.rx.1)?,
+            kernel,
+            tx_limit,
+            peer_closed,
+        })
+    }
+
+    /// Sets how many records one send key protects before a KeyUpdate (tests make it small).
+    pub(crate) fn set_tx_limit(&mut self, records: u64) {
+        self.tx_limit = records.clamp(2, SEQ_CEILING);
+    }
+
+    /// Decrypts the whole records at the front of `buf` (in place), plaintext to `sink`; returns the bytes used.
+    /// On a violation an encrypted fatal alert is appended to `out`.
+    pub(crate) fn read(
+        &mut self,
+        buf: &mut [u8],
+        out: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+        outcome: &mut ReadOutcome,
+    ) -> Result<usize, TlsError> {
+        match self.read_records(buf, out, sink, outcome) {
+            Ok(n) => Ok(n),
+            Err((alert, e)) => {
+                if let Some(a) = alert {
+                    // Best effort: the connection is failing anyway.
+                    let _ = self.seal(ALERT, &[2, u8::from(a)], out);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn read_records(
+        &mut self,
+        buf: &mut [u8],
+        out: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+        outcome: &mut ReadOutcome,
+    ) -> Result<usize, (Option<AlertDescription>, TlsError)> {
+        let local = |e: TlsError| (None, e);
+        let mut used = 0;
+        let mut key: Option<LessSafeKey> = None;
+        loop {
+            if self.peer_closed {
+                // Nothing after close_notify counts (RFC 8446 6.1).
+                return Ok(buf.len());
+            }
+            let rest = &mut buf[used..];
+            if rest.len() < 5 {
+                return Ok(used);
+            }
+            let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
+            if len > MAX_CIPHER {
+                return Err(fatal(
+                    AlertDescription::RecordOverflow,
+                    rustls::Error::PeerSentOversizedRecord,
+                ));
+            }
+            if rest.len() < 5 + len {
+                return Ok(used);
+            }
+            if rest[0] != APPLICATION_DATA {
+                return Err(unexpected(
+                    "a record that is not protected after the handshake",
+                ));
+            }
+            if len < TAG + 1 {
+                return Err(fatal(
+                    AlertDescription::DecodeError,
+                    rustls::Error::DecryptError,
+                ));
+            }
+            let header = [rest[0], rest[1], rest[2], rest[3], rest[4]];
+            let body = &mut rest[5..5 + len];
+            if key.is_none() {
+                key = Some(self.rx.expand().map_err(local)?);
+            }
+            let k = key.as_ref().expect("set above");
+            let plain = k
+                .open_in_place(self.rx.nonce(), Aad::from(header), body)
+                .map_err(|_| fatal(AlertDescription::BadRecordMac, rustls::Error::DecryptError))?;
+            self.rx.seq += 1;
+            // The content type is the last non-zero byte; zeros after it are padding.
+            let Some(at) = plain.iter().rposition(|&b| b != 0) else {
+                return Err(unexpected("a record of padding only"));
+            };
+            let (content, typ) = (&plain[..at], plain[at]);
+            if content.len() > MAX_PLAIN {
+                return Err(fatal(
+                    AlertDescription::RecordOverflow,
+                    rustls::Error::PeerSentOversizedRecord,
+                ));
+            }
+            match typ {
+                APPLICATION_DATA => {
+                    if !content.is_empty() {
+                        sink(content);
+                    }
+                }
+                ALERT => match content {
+                    [_, 0] => {
+                        self.peer_closed = true;
+                        outcome.peer_closed = true;
+                    }
+                    // user_canceled announces a close_notify; it ends nothing by itself.
+                    [_, 90] => {}
+                    [_, d] => return Err((None, TlsError::PeerAlert(AlertDescription::from(*d)))),
+                    _ => {
+                        return Err(fatal(
+                            AlertDescription::DecodeError,
+                            InvalidMessage::MessageTooShort.into(),
+                        ))
+                    }
+                },
+                HANDSHAKE => {
+                    // The only message a client may send after the handshake here is KeyUpdate, and it must end
+                    // its record (it changes keys). A split handshake message is refused, not joined.
+                    let [KEY_UPDATE, 0, 0, 1, request] = *content else {
+                        return Err(unexpected("a handshake message after the handshake"));
+                    };
+                    if request > 1 {
+                        return Err(fatal(
+                            AlertDescription::IllegalParameter,
+                            InvalidMessage::InvalidKeyUpdate.into(),
+                        ));
+                    }
+                    let (seq, s) = self
+                        .kernel
+                        .update_rx_secret()
+                        .map_err(|e| local(e.into()))?;
+                    self.rx = Keys::new(seq, s).map_err(local)?;
+                    key = None;
+                    if request == 1 {
+                        self.update_tx(out).map_err(local)?;
+                    }
+                }
+                _ => return Err(unexpected("an unknown content type")),
+            }
+            used += 5 + len;
+        }
+    }
+
+    /// Encrypts `plaintext` as application-data records (at most 16 KiB each), appended to `out`.
+    pub(crate) fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        for chunk in plaintext.chunks(MAX_PLAIN) {
+            self.seal(APPLICATION_DATA, chunk, out)?;
+        }
+        Ok(())
+    }
+
+    /// Appends an encrypted `close_notify`.
+    pub(crate) fn close(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        self.seal(ALERT, &[1, 0], out)
+    }
+
+    /// Sends a KeyUpdate (not asking the peer for one) under the current keys, then switches to the next ones.
+    fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        let key = self.tx.expand()?;
+        self.seal_one(&key, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
+        let (seq, s) = self.kernel.update_tx_secret()?;
+        self.tx = Keys::new(seq, s)?;
+        Ok(())
+    }
+
+    /// One record of `typ` holding `content` (<= 16 KiB), updating the send keys first when they are used up.
+    fn seal(&mut self, typ: u8, content: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if self.tx.seq + 1 >= self.tx_limit {
+            self.update_tx(out)?;
+        }
+        let key = self.tx.expand()?;
+        self.seal_one(&key, typ, content, out)
+    }
+
+    fn seal_one(
+        &mut self,
+        key: &LessSafeKey,
+        typ: u8,
+        content: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsError> {
+        let len = content.len() + 1 + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        let start = out.len();
+        out.extend_from_slice(&header);
+        out.extend_from_slice(content);
+        out.push(typ);
+        let tag = key
+            .seal_in_place_separate_tag(self.tx.nonce(), Aad::from(header), &mut out[start + 5..])
+            .map_err(|_| TlsError::Encrypt("AEAD seal failed".into()))?;
+        out.extend_from_slice(tag.as_ref());
+        self.tx.seq += 1;
+        Ok(())
+    }
+}
+
+fn fatal(alert: AlertDescription, e: rustls::Error) -> (Option<AlertDescription>, TlsError) {
+    (Some(alert), TlsError::Protocol(e))
+}
+
+fn unexpected(what: &'static str) -> (Option<AlertDescription>, TlsError) {
+    fatal(
+        AlertDescription::UnexpectedMessage,
+        InvalidMessage::UnexpectedMessage(what).into(),
+    )
+}
