@@ -24,6 +24,9 @@ pub const DEFAULT_LEVEL: u8 = 1;
 /// Messages shorter than this are sent uncompressed: below it the RSV1 frame rarely saves a byte and a compression
 /// costs more than sending the bytes.
 pub const DEFAULT_THRESHOLD: usize = 64;
+/// The dedicated mode's window when none is chosen: 4 KiB of history per direction and connection, most of the
+/// ratio of a 32 KiB window on small JSON-like messages.
+pub const DEFAULT_WINDOW_BITS: u8 = 12;
 /// Output the inflater adds per step (the output buffer grows geometrically from here, never past the limit + 1).
 const CHUNK: usize = 16 << 10;
 /// Output capacity an [`Inflater`] keeps between messages; [`Inflater::trim`] releases anything larger.
