@@ -19,8 +19,12 @@ use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Statu
 use crate::proto::{encode_header_rsv, MAX_HEADER_LEN};
 use crate::proto::{DecompressError, Decompressor, OpCode};
 
-/// zlib-rs level 1 (its `deflate_quick`): measured 1.8-2x faster than C zlib at level 1 (see PERF.md).
-pub const DEFAULT_LEVEL: u8 = 1;
+/// zlib-rs level 2 (`deflate_fast`). Not level 1: zlib-rs 0.6.8's level 1 (`deflate_quick`) panics on an
+/// `assert!` of its pending buffer when one call compresses ~64 KiB or more of incompressible bytes (a peer could
+/// crash a worker with one large random message), and feeding it in smaller steps produced corrupt output; the test
+/// `large_incompressible_messages_never_panic` guards the level used. Level 2 costs ~2x level 1 per 200 B message
+/// (8.6 vs 4.1 µs with a reset, see PERF.md) and compresses JSON better.
+pub const DEFAULT_LEVEL: u8 = 2;
 /// Messages shorter than this are sent uncompressed: below it the RSV1 frame rarely saves a byte and a compression
 /// costs more than sending the bytes.
 pub const DEFAULT_THRESHOLD: usize = 64;
