@@ -178,6 +178,12 @@ fn shared_mode_negotiates_and_compressed_echoes_inflate_to_what_was_sent() {
     assert!(
         metric(&m, "ringws_deflate_bytes_out_total") < metric(&m, "ringws_deflate_bytes_in_total")
     );
+    let codec_secs: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("ringws_deflate_seconds_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(codec_secs > 0.0, "time in the codec is counted: {m}");
     for reason in ["threshold", "no_gain", "opt_out"] {
         let line = "ringws_deflate_skipped_total{worker=";
         let n: u64 = m

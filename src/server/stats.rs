@@ -91,7 +91,7 @@ counters! {
     deflate_skipped_no_gain: "counter", "ringws_deflate_skipped_total{reason=\"no_gain\"}", "";
     deflate_skipped_opt_out: "counter", "ringws_deflate_skipped_total{reason=\"opt_out\"}", "";
     deflate_publish_compressions: "counter", "ringws_deflate_publish_compressions_total", "Compressions of publishes (at most one per publish and window class, whatever the number of subscribers; compare with ringws_publishes_total).";
-    deflate_nanos: "counter", "ringws_deflate_nanoseconds_total", "Time spent compressing and inflating, in nanoseconds (monotonic clock around each codec call, on the worker threads).";
+    deflate_nanos: "counter", "ringws_deflate_seconds_total", "Time spent compressing and inflating (monotonic clock around each codec call, on the worker threads; counted in nanoseconds).";
     deflate_streams: "gauge", "ringws_deflate_dedicated_streams", "Dedicated-mode connections holding a live compressor (dropped after a second without sending; sampled once a second).";
     inflate_messages: "counter", "ringws_inflate_messages_total", "Compressed messages received and inflated.";
     inflate_bytes_in: "counter", "ringws_inflate_bytes_in_total", "Compressed bytes of those messages.";
@@ -200,7 +200,14 @@ pub(crate) fn prometheus(workers: &[WorkerStats], uptime_s: f64) -> String {
             let _ = writeln!(s, "# TYPE {name} {kind}");
         }
         for (w, vals) in per.iter().enumerate() {
-            let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {}", vals[i]);
+            let v = vals[i];
+            // A `_seconds_total` metric is counted in nanoseconds and exposed in seconds (the base unit).
+            if name.ends_with("_seconds_total") {
+                let (sec, ns) = (v / 1_000_000_000, v % 1_000_000_000);
+                let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {sec}.{ns:09}");
+            } else {
+                let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {v}");
+            }
         }
     }
     let _ = writeln!(
