@@ -3,7 +3,7 @@
 //! Layout (each concern in one place):
 //! - [`server`]: the thread-per-core io_uring server: [`server::Config`], the [`server::Handler`] API, pub/sub.
 //! - [`proto`]: the sans-IO RFC 6455 core: frame codec, message assembly, UTF-8, close state machine, limits.
-//! - [`deflate`]: permessage-deflate (RFC 7692), sans-IO: offer negotiation and the per-message codec (zlib-rs).
+//! - [`deflate`]: permessage-deflate (RFC 7692), sans-IO: negotiation and per-message codecs on zlib-rs.
 //! - [`door`]: what a connection passes before its `101`: Origin allowlist, JWT at upgrade, per-address limits.
 //! - [`handshake`]: HTTP/1.1 upgrade parsing and responses (server) and the client handshake (for `loadtest`).
 //! - [`tls`]: the sans-IO TLS layer (rustls, unbuffered API): certificates, reload, one session per connection.

@@ -19,11 +19,18 @@ use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateFlush, Statu
 use crate::proto::{encode_header_rsv, MAX_HEADER_LEN};
 use crate::proto::{DecompressError, Decompressor, OpCode};
 
-/// zlib-rs level 1 (its `deflate_quick`): measured 1.8-2x faster than C zlib at level 1 (see PERF.md).
-pub const DEFAULT_LEVEL: u8 = 1;
+/// zlib-rs level 2 (`deflate_fast`). Not level 1: zlib-rs 0.6.8's level 1 (`deflate_quick`) panics on an
+/// `assert!` of its pending buffer when one call compresses ~64 KiB or more of incompressible bytes (a peer could
+/// crash a worker with one large random message), and feeding it in smaller steps produced corrupt output; the test
+/// `large_incompressible_messages_never_panic` guards the level used. Level 2 costs ~2x level 1 per 200 B message
+/// (8.6 vs 4.1 µs with a reset, see PERF.md) and compresses JSON better.
+pub const DEFAULT_LEVEL: u8 = 2;
 /// Messages shorter than this are sent uncompressed: below it the RSV1 frame rarely saves a byte and a compression
 /// costs more than sending the bytes.
 pub const DEFAULT_THRESHOLD: usize = 64;
+/// The dedicated mode's window when none is chosen: 4 KiB of history per direction and connection, most of the
+/// ratio of a 32 KiB window on small JSON-like messages.
+pub const DEFAULT_WINDOW_BITS: u8 = 12;
 /// Output the inflater adds per step (the output buffer grows geometrically from here, never past the limit + 1).
 const CHUNK: usize = 16 << 10;
 /// Output capacity an [`Inflater`] keeps between messages; [`Inflater::trim`] releases anything larger.
@@ -75,7 +82,7 @@ impl Deflater {
         }
     }
 
-    /// The LZ77 window (log2 bytes) this compressor produces references within.
+    /// The window this compressor was built with (9..=15).
     pub fn window_bits(&self) -> u8 {
         self.window_bits
     }
@@ -203,7 +210,7 @@ pub struct History {
 }
 
 impl History {
-    /// An empty history of at most 2^`window_bits` bytes.
+    /// An empty history keeping the last `2^window_bits` bytes (8..=15).
     pub fn new(window_bits: u8) -> Self {
         History {
             buf: Vec::new(),
@@ -211,7 +218,7 @@ impl History {
         }
     }
 
-    /// Append `data`, keeping only the newest window of bytes.
+    /// Append `data`, keeping only the last `2^W` bytes.
     pub fn push(&mut self, data: &[u8]) {
         if self.buf.capacity() < self.window {
             // One exact allocation: the history never holds more than the window.
@@ -230,7 +237,7 @@ impl History {
         self.buf.extend_from_slice(data);
     }
 
-    /// The bytes kept, oldest first.
+    /// The kept bytes, oldest first.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
@@ -254,7 +261,7 @@ pub struct DedicatedDeflater {
 }
 
 impl DedicatedDeflater {
-    /// A compressor with context takeover, a 2^`window_bits` window and zlib `level`; no stream until first used.
+    /// A connection's compressor with server context takeover over a `window_bits` window; no stream until used.
     pub fn new(window_bits: u8, level: u8) -> Self {
         let window_bits = window_bits.clamp(8, 15);
         DedicatedDeflater {
@@ -311,7 +318,7 @@ impl DedicatedDeflater {
         self.history.heap_bytes()
     }
 
-    /// Whether a compression stream is allocated now (it is dropped by `compact` while idle).
+    /// Whether the zlib stream is live (dropped by [`DedicatedDeflater::compact`]).
     pub fn has_stream(&self) -> bool {
         self.stream.is_some()
     }
@@ -470,7 +477,7 @@ impl InflateHistory {
         InflateHistory(History::new(window_bits))
     }
 
-    /// Heap bytes held now (the window kept for the client's context), for memory accounting.
+    /// Heap bytes held (capacity), for the memory tests.
     pub fn heap_bytes(&self) -> usize {
         self.0.heap_bytes()
     }

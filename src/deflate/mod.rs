@@ -47,6 +47,6 @@ pub mod negotiate;
 
 pub use codec::{
     encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater, Skip,
-    DEFAULT_LEVEL, DEFAULT_THRESHOLD,
+    DEFAULT_LEVEL, DEFAULT_THRESHOLD, DEFAULT_WINDOW_BITS,
 };
 pub use negotiate::{negotiate, Compression, DeflateParams, Negotiated};

@@ -44,7 +44,7 @@ pub enum Compression {
     /// for the server's own compression and, when the client offers `client_max_window_bits`, for the client's. Costs
     /// per connection the window history of each direction (see [`super::codec`]).
     Dedicated {
-        /// The LZ77 window, log2 bytes (9..=15).
+        /// The LZ77 window, 9..=15 (2^W bytes of history per direction and connection).
         window_bits: u8,
     },
 }
@@ -112,7 +112,7 @@ impl DeflateParams {
 /// The outcome of a successful negotiation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
-    /// The agreed parameters (what both sides compress with).
+    /// What both ends use.
     pub params: DeflateParams,
     /// The `Sec-WebSocket-Extensions` response header value.
     pub response: String,
@@ -121,13 +121,13 @@ pub struct Negotiated {
 /// One parsed permessage-deflate offer. `client_max_window_bits: Some(None)` = the parameter without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offer {
-    /// The client asks the server to reset its compression context after each message.
+    /// `server_no_context_takeover` was offered.
     pub server_no_context_takeover: bool,
-    /// The client announces it resets its own context after each message.
+    /// `client_no_context_takeover` was offered.
     pub client_no_context_takeover: bool,
-    /// The largest window the server may compress with.
+    /// `server_max_window_bits=N`.
     pub server_max_window_bits: Option<u8>,
-    /// The client accepts a limit on its window (`Some(None)`), or announces its own (`Some(Some(bits))`).
+    /// `client_max_window_bits` (bare: `Some(None)`, with a value: `Some(Some(V))`).
     pub client_max_window_bits: Option<Option<u8>>,
 }
 
@@ -140,7 +140,7 @@ pub enum Decline {
     Syntax,
     /// A parameter RFC 7692 does not define.
     UnknownParameter,
-    /// The same parameter twice in one offer.
+    /// A parameter given twice in one offer.
     RepeatedParameter,
     /// A value where none is allowed, none where one is required, or not an integer 8..=15 without leading zeros.
     BadValue,

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::broker::BrokerConfig;
+pub use crate::deflate::Compression;
 use crate::door::DoorConfig;
 use crate::tls::TlsFiles;
 
@@ -90,6 +91,16 @@ pub struct Config {
     /// TLS handshakes a worker runs at once (CPU protection: a full handshake costs a signature); connections
     /// accepted beyond it are closed and counted (`ringws_tls_handshakes_capped_total`). Default 256.
     pub max_tls_handshakes_per_worker: usize,
+    /// permessage-deflate (RFC 7692), negotiated with clients that offer it (browsers always do). `Shared` (the
+    /// default): no context takeover either way, so a connection holds no compression state at all, the worker's
+    /// streams do the work. `Dedicated { window_bits }`: context takeover (better ratios on repetitive traffic) at
+    /// the cost of `2^window_bits` bytes of history per direction and connection, plus a ~265-380 KiB zlib stream
+    /// while the connection is sending (released when it goes idle). `Off`: offers are ignored. See the README's
+    /// compression section.
+    pub compression: Compression,
+    /// Messages shorter than this go uncompressed (a per-message opt-out is `WebSocket::send_uncompressed`).
+    /// Default 64 bytes.
+    pub compression_threshold: usize,
 }
 
 impl Default for Config {
@@ -120,6 +131,8 @@ impl Default for Config {
             door: DoorConfig::default(),
             tls: None,
             max_tls_handshakes_per_worker: 256,
+            compression: Compression::Shared,
+            compression_threshold: crate::deflate::DEFAULT_THRESHOLD,
         }
     }
 }
@@ -196,6 +209,9 @@ impl Config {
         }
         if self.max_tls_handshakes_per_worker == 0 {
             return err("max_tls_handshakes_per_worker", "must be non-zero");
+        }
+        if let Err(problem) = self.compression.validate() {
+            return err("compression", problem);
         }
         Ok(())
     }

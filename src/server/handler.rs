@@ -225,10 +225,13 @@ pub struct WebSocket<'a, D> {
     topics: &'a mut Subscriptions,
     local: &'a mut Local,
     can_send: bool,
+    /// permessage-deflate mark (0: not negotiated).
+    deflate: u8,
 }
 
 impl<'a, D> WebSocket<'a, D> {
     /// The handle for connection `slot` of `local`'s worker (built by the worker's session code only).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         local: &'a mut Local,
         slot: u32,
@@ -237,6 +240,7 @@ impl<'a, D> WebSocket<'a, D> {
         out: &'a mut Outbound,
         topics: &'a mut Subscriptions,
         can_send: bool,
+        deflate: u8,
     ) -> Self {
         WebSocket {
             id: ConnId::new(local.worker, slot, gen),
@@ -246,6 +250,7 @@ impl<'a, D> WebSocket<'a, D> {
             topics,
             local,
             can_send,
+            deflate,
         }
     }
 
@@ -276,12 +281,41 @@ impl<'a, D> WebSocket<'a, D> {
 
     /// Send a message. `Sent`: queued on an empty queue, goes out this loop turn. `Buffered`: queued behind
     /// other bytes. `Dropped`: not queued, the queue is over `max_backpressure` (or the connection is closing).
+    ///
+    /// With permessage-deflate negotiated, a message of at least `Config::compression_threshold` bytes is sent
+    /// compressed when that makes it smaller (else plain); [`WebSocket::send_uncompressed`] opts one out.
     pub fn send(&mut self, msg: Message<'_>) -> SendStatus {
+        self.send_with(msg, true)
+    }
+
+    /// [`WebSocket::send`] without compression, whatever was negotiated (already compressed data, or a message
+    /// that must not share a compression context with attacker-controlled data in the same message, the
+    /// BREACH-style concern).
+    pub fn send_uncompressed(&mut self, msg: Message<'_>) -> SendStatus {
+        self.send_with(msg, false)
+    }
+
+    fn send_with(&mut self, msg: Message<'_>, compress: bool) -> SendStatus {
         if !self.can_send {
             return SendStatus::Dropped;
         }
         let payload = msg.as_bytes();
         let local = &mut *self.local;
+        if self.deflate != 0 {
+            if !compress {
+                local.c.deflate_skipped_opt_out += 1;
+            } else if let Some(z) =
+                local
+                    .deflate
+                    .compress(&mut local.c, self.slot, self.deflate, payload)
+            {
+                let st =
+                    self.out
+                        .push_compressed(msg.opcode(), z, &local.backpressure, &mut local.pool);
+                local.note_send(self.slot, st);
+                return st;
+            }
+        }
         let in_ring = local.rx.filter(|rx| {
             payload.len() >= ZERO_COPY_MIN && rx.contains(payload) && local.pool.ring_room()
         });
@@ -347,11 +381,13 @@ impl<'a, D> WebSocket<'a, D> {
     /// The frame is encoded once and shared by all subscribers. Per-topic order is preserved.
     pub fn publish(&mut self, topic: &str, msg: Message<'_>, exclude_self: bool) {
         self.local.c.publishes += 1;
-        self.local.topics.publish(Publish {
-            topic: topic.into(),
-            frame: encode_frame(msg),
-            exclude: exclude_self.then_some(self.id),
-        });
+        let compress = self.local.shared.config.compression != crate::deflate::Compression::Off;
+        self.local.topics.publish(Publish::new(
+            topic.into(),
+            encode_frame(msg),
+            exclude_self.then_some(self.id),
+            compress,
+        ));
     }
 
     /// Subscribers of `topic` across all workers (as of the last subscribe/unsubscribe on any worker).

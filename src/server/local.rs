@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::backpressure::Backpressure;
+use super::compress::WorkerDeflate;
 use super::outbound::{BufPool, SendStatus};
 use super::pubsub::Topics;
 use super::shared::Shared;
@@ -55,6 +56,8 @@ pub(crate) struct Local {
     /// slot; removed at teardown. A side table, so that a server without per-address limits or tokens pays
     /// nothing per connection and the connection slot does not grow.
     pub admitted: HashMap<u32, Admitted>,
+    /// permessage-deflate: the worker's inflater and compressors, dedicated connections' state.
+    pub deflate: WorkerDeflate,
 }
 
 /// What the door granted one connection.
@@ -71,6 +74,10 @@ pub(crate) struct Admitted {
 impl Local {
     pub(crate) fn new(shared: Arc<Shared>, worker: usize) -> Self {
         Local {
+            deflate: WorkerDeflate::new(
+                shared.config.compression,
+                shared.config.compression_threshold,
+            ),
             backpressure: Backpressure::new(shared.config.max_backpressure),
             shared,
             worker,

@@ -9,6 +9,8 @@
 //!   (`session.rs`), timers (`timers.rs`); a connection's state is `conn.rs`.
 //! - `pubsub`: topics, the cross-worker hub and mailboxes, subscriber counts — the one owner of pub/sub.
 //! - `backpressure`: the water marks (admit, pause, drain) — the one owner of that policy.
+//! - `compress`: permessage-deflate in the server: the worker's codecs, the one-byte mark per connection, a
+//!   publish compressed once per window class.
 //! - `outbound`: a connection's bounded outbound queue and the send buffer pool.
 //! - `error`: `StartError`. `local`: the worker state handler callbacks reach; `shared`: what all workers share; `id`: `ConnId`;
 //!   `stats`: counters and the Prometheus exposition.
@@ -17,6 +19,7 @@
 //! stats, id, config}`; nothing below reaches up.
 
 mod backpressure;
+mod compress;
 pub mod config;
 mod error;
 pub mod handler;
@@ -29,7 +32,7 @@ mod shared;
 mod stats;
 mod worker;
 
-pub use config::{Config, ConfigError, SlowConsumerPolicy};
+pub use config::{Compression, Config, ConfigError, SlowConsumerPolicy};
 pub use error::StartError;
 pub use handler::{
     encode_frame, ConnId, Handler, Message, Response, ServerContext, StatsSnapshot, Upgrade,

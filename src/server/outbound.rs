@@ -322,6 +322,27 @@ impl Outbound {
         self.status_for(before)
     }
 
+    /// Queue a data frame with RSV1 set: `payload` is a permessage-deflate compressed message.
+    pub(crate) fn push_compressed(
+        &mut self,
+        op: OpCode,
+        payload: &[u8],
+        bp: &Backpressure,
+        pool: &mut BufPool,
+    ) -> SendStatus {
+        let len = payload.len() + MAX_HEADER_LEN;
+        if !bp.admits(self.queued, len) {
+            return SendStatus::Dropped;
+        }
+        let before = self.queued;
+        let v = self.tail(len, pool);
+        let start = v.len();
+        crate::deflate::codec::write_frame(v, 0x40, op, payload, None);
+        let added = v.len() - start;
+        self.queued += added;
+        self.status_for(before)
+    }
+
     /// Queue a data frame whose payload stays where it was received, in receive buffer `bid` (no copy): the header
     /// goes into the tail, the payload as a ring segment that holds the buffer until it is written (or copied out
     /// after a short send). The caller checked that `payload` lies in receive buffer `bid`.

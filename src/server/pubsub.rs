@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use super::compress::Deflated;
 use super::id::ConnId;
 use crate::broker::{Bridge, BrokerConfig, BrokerSnapshot, Health, Sink};
 use crate::proto::{write_frame, OpCode, MAX_HEADER_LEN};
@@ -32,6 +33,26 @@ pub(crate) struct Publish {
     pub topic: Arc<str>,
     pub frame: Bytes,
     pub exclude: Option<ConnId>,
+    /// Its compressed frames, one per window class, made at most once each by whichever worker first delivers
+    /// to a subscriber of the class (`None` when compression is off).
+    pub deflated: Option<Arc<Deflated>>,
+}
+
+impl Publish {
+    /// A publish of `frame` (a complete plain server frame); `compress`: compression is on in this server.
+    pub(crate) fn new(
+        topic: Arc<str>,
+        frame: Bytes,
+        exclude: Option<ConnId>,
+        compress: bool,
+    ) -> Self {
+        Publish {
+            topic,
+            frame,
+            exclude,
+            deflated: compress.then(Arc::default),
+        }
+    }
 }
 
 /// The topics one connection is subscribed to (interned names shared with the worker's table). Boxed, so a
@@ -77,6 +98,8 @@ pub(crate) struct Hub {
 /// What the workers and the bridge thread both reach: the mailboxes and the counts.
 struct HubCore {
     mailboxes: Vec<Mailbox>,
+    /// Compression is on: publishes carry a [`Deflated`] cache.
+    compress: bool,
     counts: TopicCounts,
 }
 
@@ -87,6 +110,7 @@ impl Hub {
         workers: usize,
         capacity: usize,
         broker: Option<&BrokerConfig>,
+        compress: bool,
     ) -> std::io::Result<(Hub, Vec<Receiver<Publish>>)> {
         let mut mailboxes = Vec::with_capacity(workers);
         let mut receivers = Vec::with_capacity(workers);
@@ -98,6 +122,7 @@ impl Hub {
         let core = Arc::new(HubCore {
             mailboxes,
             counts: TopicCounts::default(),
+            compress,
         });
         let broker = match broker {
             Some(cfg) => {
@@ -181,11 +206,7 @@ impl Hub {
     /// A publish from outside the workers (an HTTP handler, the application's own thread) to every worker and to
     /// the other nodes. A full mailbox drops it for that worker.
     pub(crate) fn publish_from_outside(&self, topic: &str, frame: Bytes) {
-        let p = Publish {
-            topic: Arc::from(topic),
-            frame,
-            exclude: None,
-        };
+        let p = Publish::new(Arc::from(topic), frame, None, self.core.compress);
         self.to_broker(&p);
         for m in &self.core.mailboxes {
             let _ = m.send(p.clone());
@@ -212,11 +233,7 @@ impl Sink for HubCore {
         };
         let mut v = Vec::with_capacity(payload.len() + MAX_HEADER_LEN);
         write_frame(&mut v, true, op, &payload);
-        let p = Publish {
-            topic,
-            frame: Bytes::from(v),
-            exclude: None,
-        };
+        let p = Publish::new(topic, Bytes::from(v), None, self.compress);
         let mut full = 0;
         match n {
             // More workers with subscribers than fit the list: every worker gets it (they skip what they lack).
@@ -236,7 +253,7 @@ impl Sink for HubCore {
 }
 
 /// The payload of a complete unmasked server data frame (a slice of the same buffer) and whether it is text.
-fn unframe(frame: &Bytes) -> Option<(Bytes, bool)> {
+pub(crate) fn unframe(frame: &Bytes) -> Option<(Bytes, bool)> {
     let (&b0, &b1) = (frame.first()?, frame.get(1)?);
     let is_text = match b0 & 0x0f {
         1 => true,
@@ -477,7 +494,7 @@ mod tests {
 
     #[test]
     fn subscriptions_keep_table_and_counts_in_step() {
-        let (hub, _rx) = Hub::new(1, 4, None).unwrap();
+        let (hub, _rx) = Hub::new(1, 4, None, false).unwrap();
         let mut t = Topics::new(0);
         let (mut a, mut b) = (Subscriptions::default(), Subscriptions::default());
         assert!(t.subscribe(&hub, &mut a, "room", 1));
@@ -494,12 +511,8 @@ mod tests {
 
     #[test]
     fn forward_skips_the_sender_and_counts_full_mailboxes() {
-        let (hub, rx) = Hub::new(3, 1, None).unwrap();
-        let p = Publish {
-            topic: Arc::from("t"),
-            frame: Bytes::from_static(b"x"),
-            exclude: None,
-        };
+        let (hub, rx) = Hub::new(3, 1, None, false).unwrap();
+        let p = Publish::new(Arc::from("t"), Bytes::from_static(b"x"), None, false);
         assert_eq!(hub.forward(0, &p), 0);
         assert!(rx[0].try_recv().is_err(), "not to itself");
         assert!(rx[1].try_recv().is_ok() && rx[2].try_recv().is_ok());
@@ -514,7 +527,7 @@ mod tests {
 
     #[test]
     fn a_remote_publish_is_framed_once_and_reaches_only_workers_with_subscribers() {
-        let (hub, rx) = Hub::new(3, 1, None).unwrap();
+        let (hub, rx) = Hub::new(3, 1, None, false).unwrap();
         let (mut w1, mut w2) = (Topics::new(1), Topics::new(2));
         let (mut a, mut b, mut c) = Default::default();
         w1.subscribe(&hub, &mut a, "room", 7);

@@ -70,8 +70,13 @@ impl<H: Handler> Server<H> {
             }
             listeners.push(l);
         }
-        let (hub, receivers) = Hub::new(cfg.workers, cfg.cross_worker_queue, cfg.broker.as_ref())
-            .map_err(StartError::Io)?;
+        let (hub, receivers) = Hub::new(
+            cfg.workers,
+            cfg.cross_worker_queue,
+            cfg.broker.as_ref(),
+            cfg.compression != crate::deflate::Compression::Off,
+        )
+        .map_err(StartError::Io)?;
         let shared = Arc::new(Shared {
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
             config: cfg,

@@ -84,6 +84,21 @@ counters! {
     tls_plain_http: "counter", "ringws_tls_plain_http_total", "Plain HTTP requests on the TLS port (answered 400, closed).";
     tls_not_tls: "counter", "ringws_tls_not_tls_total", "Connections on the TLS port whose first bytes were neither TLS nor HTTP (closed).";
     tls_peer_alerts: "counter", "ringws_tls_peer_alerts_total", "TLS connections the peer aborted with a fatal alert.";
+    deflate_messages: "counter", "ringws_deflate_messages_total", "Messages sent compressed (permessage-deflate); a publish counts once per class, not per subscriber.";
+    deflate_bytes_in: "counter", "ringws_deflate_bytes_in_total", "Bytes of those messages before compression.";
+    deflate_bytes_out: "counter", "ringws_deflate_bytes_out_total", "Bytes of those messages after compression (payloads, without frame headers).";
+    deflate_skipped_threshold: "counter", "ringws_deflate_skipped_total{reason=\"threshold\"}", "Messages to compressing peers sent plain, by reason: threshold (shorter than compression_threshold), no_gain (compressing would not make them smaller), opt_out (sent with send_uncompressed).";
+    deflate_skipped_no_gain: "counter", "ringws_deflate_skipped_total{reason=\"no_gain\"}", "";
+    deflate_skipped_opt_out: "counter", "ringws_deflate_skipped_total{reason=\"opt_out\"}", "";
+    deflate_publish_compressions: "counter", "ringws_deflate_publish_compressions_total", "Compressions of publishes (at most one per publish and window class, whatever the number of subscribers; compare with ringws_publishes_total).";
+    deflate_nanos: "counter", "ringws_deflate_seconds_total", "Time spent compressing and inflating (monotonic clock around each codec call, on the worker threads; counted in nanoseconds).";
+    deflate_streams: "gauge", "ringws_deflate_dedicated_streams", "Dedicated-mode connections holding a live compressor (dropped after a second without sending; sampled once a second).";
+    inflate_messages: "counter", "ringws_inflate_messages_total", "Compressed messages received and inflated.";
+    inflate_bytes_in: "counter", "ringws_inflate_bytes_in_total", "Compressed bytes of those messages.";
+    inflate_bytes_out: "counter", "ringws_inflate_bytes_out_total", "Bytes of those messages once inflated.";
+    inflate_too_big: "counter", "ringws_inflate_errors_total{kind=\"too_big\"}", "Compressed messages that failed the connection, by kind: too_big (inflated past max_message_size, 1009), corrupt (invalid deflate data, 1007), utf8 (text not UTF-8 once inflated, 1007).";
+    inflate_corrupt: "counter", "ringws_inflate_errors_total{kind=\"corrupt\"}", "";
+    inflate_bad_utf8: "counter", "ringws_inflate_errors_total{kind=\"utf8\"}", "";
     tls_errors: "counter", "ringws_tls_errors_total", "TLS connections failed for a protocol error, an offer we do not support, or too much incomplete input.";
 }
 
@@ -185,7 +200,14 @@ pub(crate) fn prometheus(workers: &[WorkerStats], uptime_s: f64) -> String {
             let _ = writeln!(s, "# TYPE {name} {kind}");
         }
         for (w, vals) in per.iter().enumerate() {
-            let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {}", vals[i]);
+            let v = vals[i];
+            // A `_seconds_total` metric is counted in nanoseconds and exposed in seconds (the base unit).
+            if name.ends_with("_seconds_total") {
+                let (sec, ns) = (v / 1_000_000_000, v % 1_000_000_000);
+                let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {sec}.{ns:09}");
+            } else {
+                let _ = writeln!(s, "{name}{{worker=\"{w}\"{labels}}} {v}");
+            }
         }
     }
     let _ = writeln!(

@@ -50,6 +50,17 @@ async function openPage(viewport = { width: 1360, height: 900 }, colorScheme = '
   ctx.setDefaultTimeout(T);
   ctx.setDefaultNavigationTimeout(T);
   const page = await ctx.newPage();
+  // Keep every WebSocket the page opens, so tests can read what it negotiated (ws.extensions).
+  await page.addInitScript(() => {
+    const Native = window.WebSocket;
+    window.__sockets = [];
+    window.WebSocket = class extends Native {
+      constructor(...args) {
+        super(...args);
+        window.__sockets.push(this);
+      }
+    };
+  });
   page.on('pageerror', (err) => pageErrors.push(String(err)));
   page.on('dialog', async (d) => {
     pageErrors.push(`unexpected dialog: ${d.type()} ${d.message()}`);
@@ -88,6 +99,13 @@ test('echo pane: connect, text + binary echo, disconnect', { timeout: 60_000 }, 
 
     await tid(page, 'echo-connect').click();
     await assertText(status, 'OPEN');
+    // The binary's default compression (shared) answers the browser's permessage-deflate offer.
+    const extensions = await page.evaluate(() => window.__sockets.map((s) => [s.url, s.extensions]));
+    const echoExt = extensions.filter(([u]) => u.endsWith('/echo')).map(([, e]) => e);
+    assert.ok(echoExt.length >= 1, `the echo socket was seen: ${JSON.stringify(extensions)}`);
+    for (const e of echoExt) {
+      assert.match(e, /^permessage-deflate\b/, `negotiated extension: ${JSON.stringify(extensions)}`);
+    }
 
     const log = tid(page, 'echo-log');
     const msg = `hello ringws ${Date.now()}`;

@@ -1,5 +1,7 @@
 //! The binary's command line: every option also as an environment variable, every default read from
-//! [`Config::default`] (the one place defaults are written).
+//! [`Config::default`] (the one place defaults are written). Compression's default there is `shared`, so the demo
+//! page's browser connections negotiate permessage-deflate; the dedicated window's default is
+//! [`ringws::deflate::DEFAULT_WINDOW_BITS`] (dedicated is not the default, so `Config` holds no window until chosen).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -8,11 +10,19 @@ use std::time::Duration;
 use clap::Parser;
 use ringws::broker::BrokerConfig;
 use ringws::door::{JwtConfig, JwtKey, OriginPolicy};
-use ringws::server::Config;
+use ringws::server::{Compression, Config};
 use ringws::tls::TlsFiles;
 
 fn d() -> Config {
     Config::default()
+}
+
+fn mode_name(c: Compression) -> &'static str {
+    match c {
+        Compression::Off => "off",
+        Compression::Shared => "shared",
+        Compression::Dedicated { .. } => "dedicated",
+    }
 }
 
 /// A WebSocket server on io_uring: demo page at /, echo at /echo, chat at /chat, /healthz, /stats, /metrics.
@@ -83,6 +93,27 @@ pub struct Args {
     /// New connections one idle address may open at once (0 = the rate, rounded up).
     #[arg(long, env = "RINGWS_CONNECTION_BURST_PER_IP", default_value_t = d().door.per_ip.burst)]
     connection_burst_per_ip: u32,
+    /// permessage-deflate: `off`; `shared` (no context takeover: a connection holds no compression state); or
+    /// `dedicated` (context takeover, better ratios: 2^W bytes of history per direction and connection, see
+    /// --compression-window).
+    #[arg(
+        long,
+        env = "RINGWS_COMPRESSION",
+        value_parser = ["off", "shared", "dedicated"],
+        default_value_t = mode_name(d().compression).to_string()
+    )]
+    compression: String,
+    /// The LZ77 window of `--compression dedicated`, in bits (9..=15).
+    #[arg(
+        long,
+        env = "RINGWS_COMPRESSION_WINDOW",
+        default_value_t = ringws::deflate::DEFAULT_WINDOW_BITS,
+        value_parser = clap::value_parser!(u8).range(9..=15)
+    )]
+    compression_window: u8,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    #[arg(long, env = "RINGWS_COMPRESSION_THRESHOLD", default_value_t = d().compression_threshold)]
+    compression_threshold: usize,
 }
 
 impl Args {
@@ -127,6 +158,14 @@ impl Args {
         cfg.door.per_ip.max_connections = self.max_connections_per_ip;
         cfg.door.per_ip.rate_per_second = self.connection_rate_per_ip;
         cfg.door.per_ip.burst = self.connection_burst_per_ip;
+        cfg.compression = match self.compression.as_str() {
+            "off" => Compression::Off,
+            "dedicated" => Compression::Dedicated {
+                window_bits: self.compression_window,
+            },
+            _ => Compression::Shared,
+        };
+        cfg.compression_threshold = self.compression_threshold;
         Ok(cfg)
     }
 }

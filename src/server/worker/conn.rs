@@ -45,6 +45,8 @@ pub(super) struct Conn<D> {
     pub last_tx: u32,
     /// Close code reported to the handler (peer's code, ours on failure, 1006 on transport loss).
     pub close_code: u16,
+    /// permessage-deflate mark (0: not negotiated; see `server::compress`).
+    pub deflate: u8,
     pub out: Outbound,
     /// The iovecs of a vectored send in flight (boxed: the kernel reads them by address).
     pub iov: Option<Box<IoVecs>>,
@@ -63,6 +65,7 @@ impl<D> Conn<D> {
             last_rx: secs,
             last_tx: secs,
             close_code: 1006,
+            deflate: 0,
             out: Outbound::default(),
             iov: None,
             topics: Subscriptions::default(),

@@ -153,23 +153,25 @@ fn on_request<H: Handler>(
             );
         }
         Upgrade::Accept { data, protocol } => {
+            let deflate = crate::deflate::negotiate(
+                up.extensions.iter().map(String::as_str),
+                local.shared.config.compression,
+            );
             let before = conn.out.queued();
             conn.out.push_with(256, &mut local.pool, |v| {
-                handshake::write_accept_response(v, &up.accept, protocol.as_deref(), None)
+                let ext = deflate.as_ref().map(|n| n.response.as_str());
+                handshake::write_accept_response(v, &up.accept, protocol.as_deref(), ext)
             });
             local.note_queued(slot, before);
             if claims.is_some() {
                 local.admitted.entry(slot).or_default().claims = claims;
             }
-            session::open(
-                h,
-                local,
-                slot,
-                conn,
-                Connection::new(Role::Server, *limits),
-                data,
-                now,
-            );
+            let mut proto = Connection::new(Role::Server, *limits);
+            if let Some(n) = &deflate {
+                proto.set_rsv1_allowed(true);
+                conn.deflate = local.deflate.attach(slot, &n.params);
+            }
+            session::open(h, local, slot, conn, proto, data, now);
             if !rest.is_empty() {
                 session::read(h, local, slot, conn, &mut rest, now);
             }

@@ -170,6 +170,10 @@ impl<H: Handler> Worker<H> {
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);
         // Releases the per-address slot now, not when the kernel lets go of the socket.
         local.admitted.remove(&slot);
+        if conn.deflate != 0 {
+            conn.deflate = 0;
+            local.deflate.detach(slot);
+        }
         if let Phase::Ws { data, .. } = std::mem::replace(&mut conn.phase, Phase::Done) {
             local.c.websockets -= 1;
             let shared = local.shared.clone();

@@ -389,7 +389,15 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = self.conns.get_mut(slot as usize) else {
                 continue;
             };
-            match session::offer_publish(&local.backpressure, local.worker, slot, conn, p) {
+            match session::offer_publish(
+                &local.backpressure,
+                &mut local.deflate,
+                &mut local.c,
+                local.worker,
+                slot,
+                conn,
+                p,
+            ) {
                 None => {}
                 Some(SendStatus::Sent) => {
                     local.c.messages_out += 1;

@@ -10,11 +10,13 @@ use std::time::Instant;
 use crate::proto::{Connection, Event, OpCode, State};
 
 use super::super::backpressure::Backpressure;
+use super::super::compress::WorkerDeflate;
 use super::super::handler::{Handler, Message, WebSocket};
 use super::super::id::ConnId;
 use super::super::local::Local;
 use super::super::outbound::{Outbound, SendStatus};
-use super::super::pubsub::Publish;
+use super::super::pubsub::{unframe, Publish};
+use super::super::stats::Counters;
 use super::conn::{Conn, Phase, CLOSE_AFTER_FLUSH, DEAD};
 
 /// The payload of the worker's idle pings.
@@ -72,6 +74,7 @@ pub(super) fn open<H: Handler>(
             &mut conn.out,
             &mut conn.topics,
             true,
+            conn.deflate,
         );
         h.open(&mut ws);
     }
@@ -92,6 +95,7 @@ pub(super) fn drain<H: Handler>(h: &H, local: &mut Local, slot: u32, conn: &mut 
             &mut conn.out,
             &mut conn.topics,
             can_send,
+            conn.deflate,
         );
         h.drain(&mut ws);
     }
@@ -115,9 +119,13 @@ pub(super) fn close<D>(
     }
 }
 
-/// Queue a publish's shared frame to one subscriber. `None` if it does not take it (closing, excluded).
+/// Queue a publish's shared frame to one subscriber (its class's compressed frame if it negotiated
+/// permessage-deflate). `None` if it does not take it (closing, excluded).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn offer_publish<D>(
     bp: &Backpressure,
+    dz: &mut WorkerDeflate,
+    c: &mut Counters,
     worker: usize,
     slot: u32,
     conn: &mut Conn<D>,
@@ -130,7 +138,17 @@ pub(super) fn offer_publish<D>(
     }
     match &conn.phase {
         Phase::Ws { proto, .. } if proto.can_send() => {
-            Some(conn.out.push_shared(p.frame.clone(), bp))
+            let compressed = match (&p.deflated, conn.deflate) {
+                (Some(cache), mark) if mark != 0 => {
+                    unframe(&p.frame).and_then(|(payload, text)| {
+                        let op = if text { OpCode::Text } else { OpCode::Binary };
+                        dz.publish_frame(c, slot, mark, cache, op, &payload)
+                    })
+                }
+                _ => None,
+            };
+            let frame = compressed.unwrap_or_else(|| p.frame.clone());
+            Some(conn.out.push_shared(frame, bp))
         }
         _ => None,
     }
@@ -153,7 +171,11 @@ pub(super) fn read<H: Handler>(
     let topics = &mut conn.topics;
     let mut can_send = proto.can_send();
     let mut peer_close: Option<u16> = None;
-    let result = proto.handle_read(input, &mut |ev| {
+    let mark = conn.deflate;
+    // The inflater (and the connection's window, if any) leave `local` for the read, so that the handler's
+    // callbacks, which reach `local`, can run while a message borrows the inflater's output.
+    let mut rc = (mark != 0).then(|| local.deflate.begin_read(slot, mark));
+    let mut on_event = |ev: Event<'_>| {
         let msg = match ev {
             Event::Text(s) => Message::Text(s),
             Event::Binary(b) => Message::Binary(b),
@@ -166,11 +188,18 @@ pub(super) fn read<H: Handler>(
         };
         local.c.messages_in += 1;
         if local.close_request.is_none() {
-            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, can_send);
+            let mut ws = WebSocket::new(local, slot, gen, data, out, topics, can_send, mark);
             h.message(&mut ws, msg);
             can_send = ws.can_send();
         }
-    });
+    };
+    let result = match rc.as_mut() {
+        None => proto.handle_read(input, &mut on_event),
+        Some(rc) => rc.run(|d| proto.handle_read_with(input, d, &mut on_event)),
+    };
+    if let Some(rc) = rc {
+        local.deflate.end_read(slot, rc, &mut local.c);
+    }
     if let Err(e) = result {
         local.c.protocol_errors += 1;
         conn.close_code = e.code;

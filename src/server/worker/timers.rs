@@ -121,6 +121,7 @@ impl<H: Handler> Worker<H> {
         let lim = Limits::of(&self.local.shared.config);
         let (dues, queued) = scan(&mut self.conns, &lim, self.clock.secs, now);
         self.local.c.outbound_bytes = queued;
+        self.local.c.deflate_streams = self.local.deflate.sweep();
         for (slot, d) in dues {
             match d {
                 Due::Kill(code) => self.kill(slot, code),
