@@ -120,10 +120,7 @@ fn a_peer_that_stops_reading_holds_no_receive_buffer() {
         metric(&m, "ringws_ring_spills_total"),
         metric(&m, "ringws_backpressure_pauses_total")
     );
-    assert!(
-        metric(&m, "ringws_ring_spills_total") > 0,
-        "the stalled peer's echoes never came up short"
-    );
+    // Whether its sends came up short (and were copied out) or stay in flight depends on timing; either way:
     // Its echo stuck in flight may hold receive buffers, but at most a quarter of the ring (1 of 4 here): the
     // healthy connection above never ran out.
     assert!(
