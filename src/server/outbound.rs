@@ -309,17 +309,9 @@ impl Outbound {
         bp: &Backpressure,
         pool: &mut BufPool,
     ) -> SendStatus {
-        let len = payload.len() + MAX_HEADER_LEN;
-        if !bp.admits(self.queued, len) {
-            return SendStatus::Dropped;
-        }
-        let before = self.queued;
-        let v = self.tail(len, pool);
-        let start = v.len();
-        write_frame(v, true, op, payload);
-        let added = v.len() - start;
-        self.queued += added;
-        self.status_for(before)
+        self.push_encoded(payload.len(), bp, pool, |v| {
+            write_frame(v, true, op, payload)
+        })
     }
 
     /// Queue a data frame with RSV1 set: `payload` is a permessage-deflate compressed message.
@@ -330,16 +322,30 @@ impl Outbound {
         bp: &Backpressure,
         pool: &mut BufPool,
     ) -> SendStatus {
-        let len = payload.len() + MAX_HEADER_LEN;
+        self.push_encoded(payload.len(), bp, pool, |v| {
+            crate::deflate::codec::write_frame(v, 0x40, op, payload, None)
+        })
+    }
+
+    /// Queue one frame of `payload_len` payload bytes written by `write` into the tail, if the backpressure policy
+    /// admits it.
+    #[inline]
+    fn push_encoded(
+        &mut self,
+        payload_len: usize,
+        bp: &Backpressure,
+        pool: &mut BufPool,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> SendStatus {
+        let len = payload_len + MAX_HEADER_LEN;
         if !bp.admits(self.queued, len) {
             return SendStatus::Dropped;
         }
         let before = self.queued;
         let v = self.tail(len, pool);
         let start = v.len();
-        crate::deflate::codec::write_frame(v, 0x40, op, payload, None);
-        let added = v.len() - start;
-        self.queued += added;
+        write(v);
+        self.queued += v.len() - start;
         self.status_for(before)
     }
 
