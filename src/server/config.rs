@@ -98,6 +98,12 @@ pub struct Config {
     /// while the connection is sending (released when it goes idle). `Off`: offers are ignored. See the README's
     /// compression section.
     pub compression: Compression,
+    /// Write delay: a connection's outgoing frames are held for up to this long after the first of them is
+    /// queued, so that those queued meanwhile leave in the same send (fewer, fuller packets and fewer wake-ups of
+    /// the peer, at the price of up to this much added latency; like Nagle's algorithm, but bounded and chosen per
+    /// server). One deadline per worker, no timer per connection. Default zero: every loop turn sends what it
+    /// queued at once. At most 1 s.
+    pub flush_delay: Duration,
     /// Messages shorter than this go uncompressed (a per-message opt-out is `WebSocket::send_uncompressed`).
     /// Default 64 bytes.
     pub compression_threshold: usize,
@@ -133,6 +139,7 @@ impl Default for Config {
             max_tls_handshakes_per_worker: 256,
             compression: Compression::Shared,
             compression_threshold: crate::deflate::DEFAULT_THRESHOLD,
+            flush_delay: Duration::ZERO,
         }
     }
 }
@@ -209,6 +216,9 @@ impl Config {
         }
         if self.max_tls_handshakes_per_worker == 0 {
             return err("max_tls_handshakes_per_worker", "must be non-zero");
+        }
+        if self.flush_delay > Duration::from_secs(1) {
+            return err("flush_delay", "must be at most 1s");
         }
         if let Err(problem) = self.compression.validate() {
             return err("compression", problem);

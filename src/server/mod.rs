@@ -22,6 +22,7 @@ mod backpressure;
 mod compress;
 pub mod config;
 mod error;
+mod flush_delay;
 pub mod handler;
 mod id;
 mod local;

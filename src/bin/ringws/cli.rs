@@ -114,6 +114,10 @@ pub struct Args {
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, env = "RINGWS_COMPRESSION_THRESHOLD", default_value_t = d().compression_threshold)]
     compression_threshold: usize,
+    /// Hold a connection's outgoing frames up to this long to send fewer, fuller packets (e.g. 500us, 2ms; at
+    /// most 1s; 0 = send at once).
+    #[arg(long, env = "RINGWS_FLUSH_DELAY", default_value = "0", value_parser = parse_delay)]
+    flush_delay: Duration,
 }
 
 impl Args {
@@ -166,8 +170,34 @@ impl Args {
             _ => Compression::Shared,
         };
         cfg.compression_threshold = self.compression_threshold;
+        cfg.flush_delay = self.flush_delay;
         Ok(cfg)
     }
+}
+
+/// A duration as `0`, or a number with `us`, `ms` or `s` (`500us`, `2ms`, `0.5ms`), at most 1 s.
+fn parse_delay(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => return Err(format!("`{s}`: give a unit: us, ms or s (e.g. 2ms)")),
+    };
+    let scale = match unit {
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (us, ms or s)")),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}`: `{num}` is not a number"))?;
+    if !(0.0..=1.0).contains(&(v * scale)) {
+        return Err(format!("`{s}`: must be between 0 and 1s"));
+    }
+    Ok(Duration::from_secs_f64(v * scale))
 }
 
 /// A node id for Redis envelopes, chosen here so the demo can label its node with it.
@@ -181,4 +211,20 @@ fn random_node_id() -> u64 {
         return t ^ (u64::from(std::process::id()) << 32);
     }
     u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod delay_tests {
+    use super::*;
+
+    #[test]
+    fn flush_delays_parse_with_units_and_bad_ones_say_why() {
+        assert_eq!(parse_delay("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_delay("500us"), Ok(Duration::from_micros(500)));
+        assert_eq!(parse_delay("2ms"), Ok(Duration::from_millis(2)));
+        assert_eq!(parse_delay("1s"), Ok(Duration::from_secs(1)));
+        for bad in ["5", "2h", "xms", "-1ms", "2s", ""] {
+            assert!(parse_delay(bad).is_err(), "{bad:?}");
+        }
+    }
 }

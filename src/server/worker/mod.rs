@@ -32,6 +32,7 @@ use socket2::Socket;
 
 use super::config::SlowConsumerPolicy;
 use super::error::StartError;
+use super::flush_delay::FlushDelay;
 use super::handler::Handler;
 use super::local::{Local, RxSpan};
 use super::outbound::{IoVecs, SendStatus};
@@ -81,6 +82,8 @@ pub(crate) struct Worker<H: Handler> {
     tick_due: bool,
     /// Bytes received since the queued sends last went out (see `EARLY_FLUSH_BYTES`).
     rx_unflushed: usize,
+    /// Connections whose sends wait for `Config::flush_delay` (empty when it is zero).
+    flush: FlushDelay,
     conns: Slab<Conn<H::Data>>,
     local: Local,
     limits: Limits,
@@ -138,6 +141,7 @@ impl<H: Handler> Worker<H> {
             tick_armed: false,
             tick_due: false,
             rx_unflushed: 0,
+            flush: FlushDelay::new(cfg.flush_delay),
             // Reserved up front (virtual memory: pages become resident only as slots are used), so growing to many
             // connections never copies the slab or leaves the old copy's pages resident.
             conns: Slab::with_capacity(
@@ -176,11 +180,18 @@ impl<H: Handler> Worker<H> {
             self.shared().stats[self.id].store(&self.local.c);
             // With the tick armed, wait for completions only (no hrtimer armed per wait); while shutting down (a
             // 100 ms sweep) or without multishot timeouts, wait until the next sweep.
-            let wait = (!self.tick_armed || self.stopping.is_some()).then(|| {
+            let mut wait = (!self.tick_armed || self.stopping.is_some()).then(|| {
                 self.next_sweep
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1))
             });
+            // Held sends: wake when the oldest is due (a timed wait only while something is held).
+            if let Some(due) = self.flush.next_due() {
+                let d = due
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_micros(1));
+                wait = Some(wait.map_or(d, |w| w.min(d)));
+            }
             self.ring.submit_and_wait(wait)?;
             self.clock.now = Instant::now();
             self.clock.secs = (self.clock.now - self.clock.start).as_secs() as u32;
