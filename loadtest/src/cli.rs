@@ -17,6 +17,9 @@ pub enum Mode {
     /// `--conns` subscribers + `--publishers` publishers on a topic route (e.g. ringws `/chat`); publishers send at
     /// `--rate` total; delivery rate and per-delivery latency from a timestamp embedded in the text.
     Pubsub,
+    /// Handshake rate: each of `--conns` blocking clients opens a connection (TCP, TLS for wss://, WebSocket
+    /// upgrade), closes it and starts over; reports handshakes/s and the server's CPU per handshake.
+    Handshake,
 }
 
 impl Mode {
@@ -26,6 +29,7 @@ impl Mode {
             Mode::Rate => "rate",
             Mode::Flood => "flood",
             Mode::Pubsub => "pubsub",
+            Mode::Handshake => "handshake",
         }
     }
 }
@@ -43,7 +47,8 @@ impl Mode {
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 pub struct Args {
-    /// Target: ws://HOST:PORT/PATH (wss is not supported). HOST is an IP address or localhost.
+    /// Target: ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (wss needs --ca-file or --insecure). HOST is an IP address
+    /// or localhost; for wss the server's certificate must name it.
     #[arg(long, default_value = "ws://127.0.0.1:1338/echo")]
     pub url: String,
 
@@ -132,6 +137,18 @@ pub struct Args {
     #[arg(long)]
     pub no_pin: bool,
 
+    /// wss://: trust the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// wss://: accept any server certificate (handshake signatures are still checked).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+
+    /// wss://: resume TLS sessions with the tickets the server sends (handshake mode: measures resumed handshakes).
+    #[arg(long)]
+    pub resume: bool,
+
     /// Allow a non-loopback target (by default only 127.0.0.0/8 and ::1 are accepted).
     #[arg(long)]
     pub allow_remote: bool,
@@ -143,7 +160,7 @@ impl Args {
             Mode::Echo => 1,
             Mode::Flood => 64,
             Mode::Rate => 10_000,
-            Mode::Pubsub => 1,
+            Mode::Pubsub | Mode::Handshake => 1,
         })
     }
     pub fn rate(&self) -> f64 {
@@ -193,16 +210,19 @@ pub struct Target {
     /// Host header value.
     pub host: String,
     pub path: String,
+    /// wss://
+    pub tls: bool,
 }
 
 pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
-        return Err("wss:// is not supported (loopback benchmarking uses plain ws://)".into());
+    let (rest, tls) = if let Some(r) = url.strip_prefix("ws://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (r, true)
     } else {
-        return Err(format!("URL must start with ws:// : {url:?}"));
+        return Err(format!("URL must start with ws:// or wss:// : {url:?}"));
     };
+    let default_port = if tls { 443 } else { 80 };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -214,12 +234,12 @@ pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
         if hostport.contains("]:") {
             hostport.to_string()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{default_port}")
         }
     } else if hostport.contains(':') {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{default_port}")
     };
     let addr = with_port
         .to_socket_addrs()
@@ -236,6 +256,7 @@ pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -317,7 +338,9 @@ mod tests {
         let t = parse_url("ws://127.0.0.1:9", false).unwrap();
         assert_eq!(t.path, "/");
         assert!(parse_url("ws://[::1]:80/x", false).is_ok());
-        assert!(parse_url("wss://127.0.0.1/", false).is_err());
+        let t = parse_url("wss://127.0.0.1/", false).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr.port(), 443);
         assert!(parse_url("http://127.0.0.1/", false).is_err());
         assert!(parse_url("ws://10.1.2.3:80/", false).is_err());
         assert!(parse_url("ws://10.1.2.3:80/", true).is_ok());

@@ -58,12 +58,14 @@
 
 pub mod cli;
 pub mod frames;
+pub mod handshake;
 pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod reactor;
 pub mod report;
 pub mod stats;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -83,6 +85,11 @@ pub fn run(args: Args) -> i32 {
 
 fn run_inner(args: Args) -> Result<i32, String> {
     let plan = Arc::new(Plan::from_args(&args)?);
+    if plan.mode == cli::Mode::Handshake {
+        // SAFETY: ignoring SIGPIPE is process-wide and harmless.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        return handshake::run(&args, &plan);
+    }
     phases::prepare_process()?;
     let measurement = phases::drive(&args, &plan)?;
     Ok(report::report(&args, &plan, &measurement))

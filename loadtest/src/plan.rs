@@ -7,6 +7,7 @@ use std::time::Duration;
 use ringws::proto::OpCode;
 
 use crate::cli::{self, Args, Mode, Target};
+use crate::tls::{self, TlsSetup};
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
@@ -45,6 +46,8 @@ pub struct Plan {
     pub sub_msg: Vec<u8>,
     pub pub_prefix: Vec<u8>,
     pub pub_suffix: Vec<u8>,
+    /// wss://: the client TLS configuration.
+    pub tls: Option<TlsSetup>,
 }
 
 impl Plan {
@@ -77,6 +80,7 @@ impl Plan {
             }
         }
         cli::check_limits(total, threads)?;
+        let tls = tls::setup_from_args(args, &target)?;
 
         let (pub_prefix, pub_suffix) = match args.pub_template.split_once("{payload}") {
             Some((a, b)) => (a.as_bytes().to_vec(), b.as_bytes().to_vec()),
@@ -105,6 +109,7 @@ impl Plan {
             sub_msg: args.sub_msg.as_bytes().to_vec(),
             pub_prefix,
             pub_suffix,
+            tls,
         })
     }
 }

@@ -27,9 +27,11 @@ pub enum ErrKind {
     Mismatch,
     /// Rate mode: a connection fell too far behind its schedule; the message was not sent.
     RateBacklog,
+    /// wss://: the TLS handshake failed (certificate not trusted, alert, bad record) or a TLS error later.
+    Tls,
 }
 
-pub const ERR_KINDS: usize = 10;
+pub const ERR_KINDS: usize = 11;
 
 impl ErrKind {
     pub const ALL: [ErrKind; ERR_KINDS] = [
@@ -43,6 +45,7 @@ impl ErrKind {
         ErrKind::Protocol,
         ErrKind::Mismatch,
         ErrKind::RateBacklog,
+        ErrKind::Tls,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +59,7 @@ impl ErrKind {
             ErrKind::Protocol => "protocol",
             ErrKind::Mismatch => "mismatch",
             ErrKind::RateBacklog => "rate_backlog",
+            ErrKind::Tls => "tls",
         }
     }
 }

@@ -98,6 +98,9 @@ impl Reactor {
             self.connect_failed(i, kind);
             return;
         }
+        if !self.tls_start(i) {
+            return;
+        }
         let plan = &self.ctx.plan;
         let c = &mut self.conns[i];
         c.st = St::Handshaking;
@@ -109,6 +112,7 @@ impl Reactor {
             &plan.target.path,
             &[],
         );
+        self.tls_seal(i);
         self.submit_send(i);
         self.arm_recv(i);
         let _ = now;
@@ -202,6 +206,7 @@ impl Reactor {
             c.tmpl = None;
             c.hs = None;
             c.proto = None;
+            c.tls = None;
         }
     }
 }

@@ -24,6 +24,7 @@ mod recv;
 mod ring;
 mod send;
 mod state;
+mod tls;
 mod workload;
 
 use std::sync::Arc;
@@ -83,6 +84,7 @@ pub fn run_thread(
         ),
         bufring,
         starved: Vec::new(),
+        tls_plain: Vec::new(),
         plan,
     };
     let mut r = Reactor {
@@ -134,7 +136,7 @@ fn new_slots(subs: usize, n: usize) -> std::io::Result<Vec<Conn>> {
 fn own_recv_buf_size(plan: &Plan) -> usize {
     let frame_len = plan.size + 10;
     match plan.mode {
-        Mode::Pubsub => 4096,
+        Mode::Pubsub | Mode::Handshake => 4096,
         Mode::Flood => 16 << 10,
         Mode::Echo => (frame_len * plan.inflight).clamp(512, 64 << 10),
         Mode::Rate => (frame_len * 4).clamp(512, 64 << 10),

@@ -27,7 +27,10 @@ impl Reactor {
             self.recv_end(i, res);
             return;
         }
-        c.rlen += res as u32;
+        if !self.tls_received(i, res as usize) {
+            return;
+        }
+        let c = &mut self.conns[i];
         if c.st == St::Handshaking {
             self.handshake_read(i, now);
             return;
@@ -52,7 +55,7 @@ impl Reactor {
             if let (Some(data), St::Open | St::Closing) = (data, self.conns[i].st) {
                 // SAFETY: the bytes stay valid and untouched by the kernel until the buffer is released below; the
                 // slice is not used after that (the raw pointer only ends the borrow of `self.ring`).
-                self.feed(i, unsafe { &mut *data }, now);
+                self.tls_feed(i, unsafe { &mut *data }, now);
             }
             self.ring
                 .bufs(self.ctx.bufring.expect("buffer ring"))
@@ -121,7 +124,7 @@ impl Reactor {
     }
 
     /// Feed received bytes to the connection's protocol core and queue what it wants to send (pongs, close).
-    fn feed(&mut self, i: usize, data: &mut [u8], now: u64) {
+    pub(super) fn feed(&mut self, i: usize, data: &mut [u8], now: u64) {
         let c = &mut self.conns[i];
         let Some(mut proto) = c.proto.take() else {
             return;

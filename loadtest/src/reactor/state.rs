@@ -54,6 +54,8 @@ pub(super) struct Ctx {
     pub(super) bufring: Option<usize>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
     pub(super) starved: Vec<u32>,
+    /// wss://: plaintext decrypted from one receive (reused).
+    pub(super) tls_plain: Vec<u8>,
 }
 
 pub(super) struct Reactor {

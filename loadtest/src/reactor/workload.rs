@@ -47,6 +47,7 @@ pub(super) fn write_messages(ctx: &mut Ctx, c: &mut Conn, now: u64) {
         Mode::Echo | Mode::Flood => fill_window(ctx, c, now),
         Mode::Rate => write_due(c),
         Mode::Pubsub => write_publishes(ctx, c),
+        Mode::Handshake => 0, // runs in `crate::handshake`, not in the reactor
     };
     if in_window {
         ctx.stats.sent += k as u64;
