@@ -40,7 +40,8 @@ impl Mode {
 /// mode for --warmup (not counted) plus --duration, prints one progress line per second to stderr and a summary at the
 /// end (stdout; JSON with --json), sends close frames and exits. Every echoed payload is checked against what this
 /// connection sent (sequence number + content). Ctrl-C ends the measurement early (summary still printed).
-/// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error, 130 interrupted during ramp-up.
+/// Exit status: 0 ok, 1 mismatches or nothing received (e.g. every wss handshake failed: error `tls`), 2 setup error,
+/// 130 interrupted during ramp-up.
 /// Environment: LOADTEST_RECV=plain uses one plain recv per connection instead of multishot + provided buffers.
 ///
 /// Example: taskset -c 1 loadtest --url ws://127.0.0.1:1338/echo --conns 10000 --size 20 --duration 10s --server-pid $PID

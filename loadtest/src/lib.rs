@@ -16,6 +16,10 @@
 //! - `frames.rs`: precomputed masked client frames, sequence numbers in payloads, their verification.
 //! - `stats.rs`: per-thread counters and histograms, live totals, CPU and RSS readings.
 //! - `report.rs`: the [`report::Summary`] (text or JSON) and the exit status.
+//! - `tls.rs`: wss://, the client TLS layer (rustls, ring provider), sans-IO: ciphertext in, plaintext out and back;
+//!   the reactor reaches it through three hooks in `reactor/tls.rs` (connect, seal before each send, open after each
+//!   receive). `--ca-file` / `--insecure` decide what is trusted.
+//! - `handshake.rs`: `--mode handshake`, the connection-opening rate (blocking client threads, the same TLS layer).
 //!
 //! # Design
 //! - **Phases.** Every reactor thread opens its share of the connections (paced by `--connect-rate`, at most
