@@ -5,7 +5,8 @@ Usage:
   perf/tls_bench.py echo      CERT KEY   # ringws ws:// vs ringws wss:// (+ node ws over https if NODE_PEER is set)
   perf/tls_bench.py handshake CERT KEY   # full and resumed TLS 1.3 handshakes + WebSocket upgrade, same servers
 Env: ROUNDS (3), DURATION (4s), CASES (echo: "100x20 10x16384"), CLIENTS (handshake: 8), RINGWS, LOADTEST
-(default target/release/*), NODE_PEER (path to perf/peers/ws-https-echo.js with `ws` resolvable), VARIANTS (filter).
+(default target/release/*), NODE_PEER (path to perf/peers/ws-https-echo.js with `ws` resolvable), VARIANTS (filter),
+AB ("old=BIN,new=BIN": the wss rows once per ringws binary, for an A/B of a server change).
 Prints one line per run on stderr and a markdown table (medians, ranges) on stdout."""
 import json, os, socket, statistics, subprocess, sys, time
 
@@ -21,12 +22,16 @@ def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
+AB = [tuple(x.split("=", 1)) for x in os.environ.get("AB", "").split(",") if x]
+
+
 def start(kind, port, cert, key):
     if kind == "node":
         cmd = ["node", NODE, str(port), cert, key]
     else:
-        cmd = [RINGWS, "--workers", "1", "--port", str(port)]
-        if kind == "ringws-tls":
+        binary = dict(AB).get(kind.split(":")[-1], RINGWS) if ":" in kind else RINGWS
+        cmd = [binary, "--workers", "1", "--port", str(port)]
+        if kind.startswith("ringws-tls"):
             cmd += ["--tls-cert", cert, "--tls-key", key]
     srv = subprocess.Popen(["taskset", "-c", "0"] + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
@@ -54,6 +59,8 @@ def med(v, fmt):
 def echo(cert, key):
     cases = os.environ.get("CASES", "100x20 10x16384").split()
     variants = [("ringws ws", "ringws", "ws"), ("ringws wss", "ringws-tls", "wss")]
+    if AB:
+        variants = variants[:1] + [(f"ringws wss {n}", f"ringws-tls:{n}", "wss") for n, _ in AB]
     if NODE:
         variants.append(("node ws https", "node", "wss"))
     res = {}
@@ -93,6 +100,9 @@ def handshake(cert, key):
     clients = os.environ.get("CLIENTS", "8")
     variants = [("ringws ws (no TLS)", "ringws", "ws", False), ("ringws wss full", "ringws-tls", "wss", False),
                 ("ringws wss resumed", "ringws-tls", "wss", True)]
+    if AB:
+        variants = [(f"ringws wss {m} {n}", f"ringws-tls:{n}", "wss", m == "resumed") for n, _ in AB
+                    for m in ("full", "resumed")]
     if NODE:
         variants += [("node ws https full", "node", "wss", False), ("node ws https resumed", "node", "wss", True)]
     want = os.environ.get("VARIANTS")
