@@ -116,7 +116,7 @@ pub fn run(args: &Args, plan: &Arc<Plan>) -> Result<i32, String> {
             wall.as_secs_f64(),
             ok as f64 / wall.as_secs_f64(),
             shared.resumed.load(Relaxed),
-            summary["errors"].to_string(),
+            summary["errors"],
             lat.p50,
             lat.p90,
             lat.p99,
