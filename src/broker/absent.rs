@@ -13,7 +13,10 @@ use super::{BrokerConfig, BrokerConfigError, BrokerError, BrokerSnapshot, Health
 pub(crate) struct Bridge(Infallible);
 
 impl Bridge {
-    pub(crate) fn start(_config: BrokerConfig, _sink: Arc<dyn Sink>) -> Result<Bridge, BrokerError> {
+    pub(crate) fn start(
+        _config: BrokerConfig,
+        _sink: Arc<dyn Sink>,
+    ) -> Result<Bridge, BrokerError> {
         Err(BrokerError::Config(BrokerConfigError::NotBuilt))
     }
     pub(crate) fn want(&self, _topic: &str) {

@@ -19,9 +19,9 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::backoff::{Backoff, Jitter};
 use super::envelope::{self, Header, Kind, HEADER_LEN};
+use super::handle::Shared;
 use super::seq::{SeqSource, SeqTracker, Verdict};
 use super::stats::{add, bump};
-use super::handle::Shared;
 use super::{Health, Sink};
 
 /// One local publish on its way to Redis.

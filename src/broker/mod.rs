@@ -27,6 +27,8 @@
 //! it, this module keeps its settings, counters and the envelope format (so `Config::broker` still exists), but
 //! [`BrokerConfig::validate`] refuses every configuration and there is no `Bridge`.
 
+#[cfg(not(feature = "redis"))]
+mod absent;
 mod backoff;
 #[cfg(feature = "redis")]
 mod bridge;
@@ -36,8 +38,6 @@ pub mod envelope;
 mod handle;
 #[cfg(feature = "redis")]
 mod interest;
-#[cfg(not(feature = "redis"))]
-mod absent;
 #[cfg(feature = "redis")]
 mod seq;
 mod stats;
@@ -109,4 +109,3 @@ impl fmt::Display for BrokerError {
 }
 
 impl std::error::Error for BrokerError {}
-
