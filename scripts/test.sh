@@ -5,7 +5,8 @@
 #    cross-node pub/sub tests; npm: playwright-core;
 #    PyPI: Autobahn's wstest, websockets; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
-#    promtool check of /metrics, the load client against the server;
+#    promtool check of /metrics, the load client against the server; then the library built and its broker unit
+#    tests run with --no-default-features (without the `redis` feature);
 # 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port, over
 #    http and again over https (wss), then the chat across two `ringws --redis` nodes (scripts/browser-nodes-test.sh);
 # 4. the Autobahn|Testsuite gate against /echo (every case as in autobahn/expected.json);
@@ -46,6 +47,10 @@ fi
 step "cargo test --workspace"
 # The broker tests start their own redis-server on free loopback ports; here a missing one is a failure, not a skip.
 RINGWS_REQUIRE_REDIS=1 cargo test --workspace
+
+step "the library without its default features (no Redis bridge: no redis crate, no tokio)"
+cargo build --lib --no-default-features
+cargo test --lib --no-default-features -q broker
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   step "browser test (headless Chromium)"

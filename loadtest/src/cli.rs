@@ -49,9 +49,11 @@ impl Mode {
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 pub struct Args {
     /// Target: ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (wss needs --ca-file or --insecure). HOST is an IP address
-    /// or localhost; for wss the server's certificate must name it.
+    /// or localhost; for wss the server's certificate must name it. Repeat it to spread the connections round robin
+    /// over several servers (e.g. nodes sharing topics through Redis); in pubsub mode the publishers all connect to
+    /// the first.
     #[arg(long, default_value = "ws://127.0.0.1:1338/echo")]
-    pub url: String,
+    pub url: Vec<String>,
 
     /// Load mode.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
@@ -106,9 +108,11 @@ pub struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
-    /// Server process id: report its CPU% and CPU-µs per message (from /proc/PID/stat) and its RSS.
+    /// Server process id: report its CPU% and CPU-µs per message (from /proc/PID/stat) and its RSS. Repeat it for
+    /// several processes (e.g. two nodes and redis-server): each is reported (`servers`), the first also in the
+    /// `server_*` fields.
     #[arg(long)]
-    pub server_pid: Option<i32>,
+    pub server_pid: Vec<i32>,
 
     /// Publishers (pubsub mode).
     #[arg(long, default_value_t = 1)]
@@ -360,5 +364,20 @@ mod tests {
         let a = Args::parse_from(["loadtest", "--mode", "flood", "--conns", "5"]);
         assert_eq!(a.inflight(), 64);
         assert_eq!(a.total_conns(), 5);
+        assert_eq!(a.url, ["ws://127.0.0.1:1338/echo"]);
+        assert!(a.server_pid.is_empty());
+        let a = Args::parse_from([
+            "loadtest",
+            "--url",
+            "ws://127.0.0.1:1/a",
+            "--url",
+            "ws://127.0.0.1:2/b",
+            "--server-pid",
+            "7",
+            "--server-pid",
+            "8",
+        ]);
+        assert_eq!(a.url, ["ws://127.0.0.1:1/a", "ws://127.0.0.1:2/b"]);
+        assert_eq!(a.server_pid, [7, 8]);
     }
 }

@@ -50,14 +50,14 @@ pub fn run(args: &Args, plan: &Arc<Plan>) -> Result<i32, String> {
     }
     std::thread::sleep(args.warmup);
     let c0 = stats::self_cpu();
-    let s0 = args.server_pid.and_then(stats::proc_cpu);
+    let s0 = args.server_pid.first().copied().and_then(stats::proc_cpu);
     let t0 = now_ns();
     shared.counting.store(true, Relaxed);
     std::thread::sleep(args.duration);
     shared.counting.store(false, Relaxed);
     let t1 = now_ns();
     let c1 = stats::self_cpu();
-    let s1 = args.server_pid.and_then(stats::proc_cpu);
+    let s1 = args.server_pid.first().copied().and_then(stats::proc_cpu);
     shared.stop.store(true, Relaxed);
     for h in handles {
         let _ = h.join();
@@ -89,7 +89,7 @@ pub fn run(args: &Args, plan: &Arc<Plan>) -> Result<i32, String> {
         .collect();
     let summary = serde_json::json!({
         "mode": "handshake",
-        "url": args.url,
+        "url": args.url.join(" "),
         "clients": args.conns,
         "resume": args.resume,
         "seconds": wall.as_secs_f64(),
@@ -112,7 +112,7 @@ pub fn run(args: &Args, plan: &Arc<Plan>) -> Result<i32, String> {
         println!(
             "handshake {}: {ok} in {:.2}s = {:.0}/s ({} resumed), errors {}\n  latency us p50 {} p90 {} p99 {} max {}\n  \
              client CPU {:.0}% ({:.1} us/handshake){}",
-            args.url,
+            args.url.join(" "),
             wall.as_secs_f64(),
             ok as f64 / wall.as_secs_f64(),
             shared.resumed.load(Relaxed),

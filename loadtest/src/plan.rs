@@ -25,7 +25,10 @@ pub fn now_ns() -> u64 {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,
+    /// The first `--url`: every connection's, unless there are several (see [`Plan::target_of`]).
     pub target: Target,
+    /// Every `--url`, in order (the first is `target`).
+    pub targets: Vec<Target>,
     pub size: usize,
     pub opcode: OpCode,
     /// Echo/flood: messages outstanding per connection; rate: maximum backlog per connection.
@@ -60,7 +63,12 @@ impl Plan {
         if args.threads == 0 {
             return Err("--threads must be at least 1".into());
         }
-        let target = cli::parse_url(&args.url, args.allow_remote)?;
+        let targets = args
+            .url
+            .iter()
+            .map(|u| cli::parse_url(u, args.allow_remote))
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = targets.first().ok_or("--url is required")?.clone();
         let total = args.total_conns();
         let threads = args.threads.min(total);
         let inflight = args.inflight();
@@ -89,6 +97,7 @@ impl Plan {
         Ok(Plan {
             mode: args.mode,
             target,
+            targets,
             size: args.size,
             opcode: if args.binary {
                 OpCode::Binary
@@ -114,6 +123,18 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Which of [`Plan::targets`] a thread's connection `i` (a publisher or not) connects to: connections round robin
+    /// over the URLs, publishers to the first.
+    pub fn target_of(&self, i: usize, publisher: bool) -> usize {
+        if publisher {
+            0
+        } else {
+            i % self.targets.len()
+        }
+    }
+}
+
 /// Coordination between the main thread and the reactors.
 #[derive(Debug, Default)]
 pub struct Sync {
@@ -123,4 +144,41 @@ pub struct Sync {
     pub start_ns: AtomicU64,
     /// Early end of the measurement (Ctrl-C), set by the main thread; 0 = none.
     pub stop_ns: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn connections_spread_over_the_urls_and_publishers_use_the_first() {
+        let a = Args::parse_from([
+            "loadtest",
+            "--mode",
+            "pubsub",
+            "--conns",
+            "5",
+            "--url",
+            "ws://127.0.0.1:9/a",
+            "--url",
+            "ws://127.0.0.1:8/b",
+        ]);
+        let p = Plan::from_args(&a).unwrap();
+        assert_eq!(p.target, p.targets[0]);
+        assert_eq!(p.targets[1].path, "/b");
+        let subs: Vec<usize> = (0..5).map(|i| p.target_of(i, false)).collect();
+        assert_eq!(subs, [0, 1, 0, 1, 0]);
+        assert_eq!(p.target_of(5, true), 0);
+        let one = Plan::from_args(&Args::parse_from(["loadtest"])).unwrap();
+        assert!((0..4).all(|i| one.target_of(i, false) == 0));
+        let bad = Args::parse_from([
+            "loadtest",
+            "--url",
+            "ws://127.0.0.1:9/",
+            "--url",
+            "http://x/",
+        ]);
+        assert!(Plan::from_args(&bad).is_err());
+    }
 }

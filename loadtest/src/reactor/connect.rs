@@ -37,7 +37,7 @@ pub(super) fn sockaddr(
 impl Reactor {
     /// Open connection `i`: a socket with TCP_NODELAY, then an asynchronous connect with its timeout.
     pub(super) fn start_connect(&mut self, i: usize, now: u64) {
-        let family = if self.ctx.plan.target.addr.is_ipv4() {
+        let family = if self.ctx.plan.targets[self.target_of(i)].addr.is_ipv4() {
             libc::AF_INET
         } else {
             libc::AF_INET6
@@ -102,14 +102,15 @@ impl Reactor {
             return;
         }
         let plan = &self.ctx.plan;
+        let target = &plan.targets[self.target_of(i)];
         let c = &mut self.conns[i];
         c.st = St::Handshaking;
         c.rbuf = vec![0u8; self.ctx.rbuf_size.max(1024)].into_boxed_slice();
         c.sbuf.clear();
         c.hs.as_ref().expect("handshake").write_request(
             &mut c.sbuf,
-            &plan.target.host,
-            &plan.target.path,
+            &target.host,
+            &target.path,
             &[],
         );
         self.tls_seal(i);

@@ -52,7 +52,11 @@ pub fn run_thread(
     let cq = ((2 * n + 256).next_power_of_two() as u32).clamp(8192, 65536);
     let mut ring = Ring::new(entries, cq).map_err(|e| std::io::Error::other(e.to_string()))?;
     let conns = new_slots(subs, n)?;
-    let (addr, addr_len) = connect::sockaddr(plan.target.addr);
+    let addrs = plan
+        .targets
+        .iter()
+        .map(|t| connect::sockaddr(t.addr))
+        .collect();
     // Multishot receives into a shared ring of provided buffers, unless LOADTEST_RECV=plain (or registration fails).
     let bufring = if std::env::var("LOADTEST_RECV").as_deref() == Ok("plain") {
         None
@@ -73,8 +77,7 @@ pub fn run_thread(
         end: u64::MAX,
         dirty: Vec::with_capacity(n),
         scratch: Vec::new(),
-        addr,
-        addr_len,
+        addrs,
         tick_ts: Box::new(types::Timespec::from(ring::TICK)),
         tick_armed: false,
         connect_ts: Box::new(

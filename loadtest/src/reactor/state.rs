@@ -41,9 +41,8 @@ pub(super) struct Ctx {
     pub(super) dirty: Vec<u32>,
     /// Scratch space for composing a publish.
     pub(super) scratch: Vec<u8>,
-    /// Target address for connect (stable for the kernel).
-    pub(super) addr: Box<libc::sockaddr_storage>,
-    pub(super) addr_len: libc::socklen_t,
+    /// Each target's address for connect (stable for the kernel), in `Plan::targets` order.
+    pub(super) addrs: Vec<(Box<libc::sockaddr_storage>, libc::socklen_t)>,
     /// The TCP connect timeout, linked to every connect (stable for the kernel).
     pub(super) connect_ts: Box<types::Timespec>,
     /// The tick's period, read by the kernel while the multishot tick is armed.
@@ -74,6 +73,12 @@ impl Reactor {
             c.dirty = true;
             self.ctx.dirty.push(i as u32);
         }
+    }
+
+    /// Which of the plan's targets connection `i` connects to.
+    #[inline]
+    pub(super) fn target_of(&self, i: usize) -> usize {
+        self.ctx.plan.target_of(i, self.conns[i].publisher)
     }
 
     /// Store this thread's totals for the progress line.
