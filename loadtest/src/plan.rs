@@ -7,6 +7,7 @@ use std::time::Duration;
 use ringws::proto::OpCode;
 
 use crate::cli::{self, Args, Mode, Target};
+use crate::deflate;
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
@@ -45,6 +46,8 @@ pub struct Plan {
     pub sub_msg: Vec<u8>,
     pub pub_prefix: Vec<u8>,
     pub pub_suffix: Vec<u8>,
+    /// `--deflate`: the permessage-deflate offer (see `deflate.rs`).
+    pub deflate: Option<deflate::Offer>,
 }
 
 impl Plan {
@@ -76,6 +79,12 @@ impl Plan {
                 return Err("--pub-template must contain {payload}".into());
             }
         }
+        let deflate = deflate::Offer::new(
+            args.deflate,
+            args.deflate_no_context_takeover,
+            args.deflate_server_window_bits,
+            args.deflate_client_window_bits,
+        )?;
         cli::check_limits(total, threads)?;
 
         let (pub_prefix, pub_suffix) = match args.pub_template.split_once("{payload}") {
@@ -105,6 +114,7 @@ impl Plan {
             sub_msg: args.sub_msg.as_bytes().to_vec(),
             pub_prefix,
             pub_suffix,
+            deflate,
         })
     }
 }

@@ -53,6 +53,8 @@ pub struct Summary {
     pub server_cpu_pct: Option<f64>,
     pub server_cpu_us_per_msg: Option<f64>,
     pub server_rss_kib: Option<u64>,
+    /// `--deflate`: what was offered, negotiated, and how well it compressed (absent without --deflate).
+    pub deflate: Option<crate::deflate::DeflateSummary>,
 }
 
 impl Summary {
@@ -104,6 +106,9 @@ impl Summary {
             " (clean closes {}, receive buffer ring ran dry {}x)",
             self.closed_clean, self.recv_enobufs
         );
+        if let Some(d) = &self.deflate {
+            s.push_str(&d.text());
+        }
         if let Some(f) = self.fanout {
             let _ = writeln!(s, "pubsub:   {f:.1} deliveries per publish");
         }
@@ -209,6 +214,10 @@ impl Summary {
                 .map(|d| d.as_secs_f64() / wall.as_secs_f64() * 100.0),
             server_cpu_us_per_msg: m.server_cpu.map(per_msg),
             server_rss_kib: m.server_rss_kib,
+            deflate: plan
+                .deflate
+                .as_ref()
+                .map(|o| crate::deflate::DeflateSummary::new(o, &all.deflate)),
         }
     }
 }

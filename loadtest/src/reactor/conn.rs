@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use ringws::handshake::ClientHandshake;
 use ringws::proto::Connection;
 
+use crate::deflate::ConnDeflate;
 use crate::frames::FrameTemplate;
 
 /// Where a connection is in its life.
@@ -58,6 +59,8 @@ pub(super) struct Conn {
     pub(super) hs: Option<Box<ClientHandshake>>,
     /// The ringws protocol core for this connection (decodes the server's frames).
     pub(super) proto: Option<Connection>,
+    /// permessage-deflate state, when negotiated (`--deflate`).
+    pub(super) deflate: Option<Box<ConnDeflate>>,
 }
 
 impl Conn {
@@ -86,6 +89,7 @@ impl Conn {
             tmpl: None,
             hs: None,
             proto: None,
+            deflate: None,
         }
     }
 }

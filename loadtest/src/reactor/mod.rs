@@ -83,6 +83,7 @@ pub fn run_thread(
         ),
         bufring,
         starved: Vec::new(),
+        deflate: plan.deflate.is_some().then(Box::default),
         plan,
     };
     let mut r = Reactor {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ringws::uring::{uring_types as types, Cqe, Ring};
 
 use super::conn::Conn;
+use crate::deflate::ThreadDeflate;
 use crate::plan::Plan;
 use crate::stats::{Live, ThreadStats};
 
@@ -54,6 +55,8 @@ pub(super) struct Ctx {
     pub(super) bufring: Option<usize>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
     pub(super) starved: Vec<u32>,
+    /// `--deflate`: the thread's inflater and compressors (None without it; taken out while a read uses it).
+    pub(super) deflate: Option<Box<ThreadDeflate>>,
 }
 
 pub(super) struct Reactor {
