@@ -136,6 +136,11 @@ pub struct Args {
     #[arg(long)]
     pub allow_remote: bool,
 
+    /// Echo/rate/flood payload: JSON-like text records (pseudo-random ids, users, events, values from a small
+    /// vocabulary) instead of the repeated alphabet, for realistic compression ratios. Still fully checked.
+    #[arg(long)]
+    pub json_payload: bool,
+
     /// Offer permessage-deflate (`client_max_window_bits`), compress every message sent, inflate and check every
     /// echo, report the negotiated parameters and the ratios (a server that declines: "not negotiated").
     #[arg(long)]

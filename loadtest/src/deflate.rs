@@ -108,6 +108,34 @@ impl Offer {
     }
 }
 
+/// `--json-payload`: `size` bytes of JSON-like records (`{"id":…,"user":"user_…","event":"click","ts":…,"value":…}`,
+/// fields drawn from a fixed pseudo-random sequence, so every run sends the same text), the first
+/// [`crate::frames::seq_len`] bytes zero digits for the sequence number, like [`crate::frames::make_payload`].
+pub fn json_like_payload(size: usize) -> Vec<u8> {
+    const EVENTS: [&str; 6] = ["click", "view", "scroll", "purchase", "login", "share"];
+    let mut s = String::with_capacity(size + 128);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    s.push('[');
+    while s.len() < size {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!(
+            "{{\"id\":{},\"user\":\"user_{}\",\"event\":\"{}\",\"ts\":{},\"value\":{}}},",
+            x % 100_000,
+            (x >> 20) % 500,
+            EVENTS[((x >> 30) % 6) as usize],
+            1_764_000_000_000 + (x >> 24) % 1_000_000,
+            (x >> 40) % 1000
+        ));
+    }
+    let mut p = s.into_bytes();
+    p.truncate(size);
+    let n = crate::frames::seq_len(size);
+    crate::frames::write_seq(&mut p[..n], 0);
+    p
+}
+
 /// The negotiated parameters as reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ParamsReport {
@@ -432,6 +460,19 @@ mod tests {
     use super::*;
     use ringws::deflate::{negotiate, Compression};
     use ringws::proto::{Connection, Event, Limits, Role};
+
+    #[test]
+    fn json_payload_is_text_of_the_size() {
+        for n in [0usize, 5, 20, 200, 16384] {
+            let p = json_like_payload(n);
+            assert_eq!(p.len(), n);
+            assert!(p.is_ascii());
+            assert!(crate::frames::verify_payload(&p, &p, 0));
+        }
+        assert!(std::str::from_utf8(&json_like_payload(300))
+            .unwrap()
+            .contains("\"event\":"));
+    }
 
     #[test]
     fn offers() {

@@ -48,6 +48,8 @@ pub struct Plan {
     pub pub_suffix: Vec<u8>,
     /// `--deflate`: the permessage-deflate offer (see `deflate.rs`).
     pub deflate: Option<deflate::Offer>,
+    /// `--json-payload`: JSON-like text instead of the alphabet (see [`deflate::json_like_payload`]).
+    pub json_payload: bool,
 }
 
 impl Plan {
@@ -115,6 +117,7 @@ impl Plan {
             pub_prefix,
             pub_suffix,
             deflate,
+            json_payload: args.json_payload,
         })
     }
 }

@@ -122,6 +122,19 @@ fn shared_mode_echo_rate_flood() {
         ],
     );
     assert_compressed(code, &v, 5);
+    let (code, v) = run_json(
+        p,
+        "/echo",
+        &[
+            "--deflate",
+            "--json-payload",
+            "--conns",
+            "2",
+            "--size",
+            "16384",
+        ],
+    );
+    assert_compressed(code, &v, 2);
 }
 
 #[test]

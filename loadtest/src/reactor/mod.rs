@@ -63,7 +63,11 @@ pub fn run_thread(
     let ctx = Ctx {
         stats: ThreadStats::default(),
         phase: Phase::Ramp,
-        pattern: frames::make_payload(plan.size),
+        pattern: if plan.json_payload {
+            crate::deflate::json_like_payload(plan.size)
+        } else {
+            frames::make_payload(plan.size)
+        },
         rbuf_size: own_recv_buf_size(&plan),
         open: 0,
         connecting: 0,
