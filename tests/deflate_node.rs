@@ -54,7 +54,10 @@ fn echo_with_node_ws(compression: Compression) -> String {
         .expect("node runs");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "Node ws echo failed: {stderr}{stdout}");
+    assert!(
+        out.status.success(),
+        "Node ws echo failed: {stderr}{stdout}"
+    );
     assert!(stdout.contains(r#""messages":19"#), "{stdout}");
     let m = srv.context().metrics_text();
     assert!(
