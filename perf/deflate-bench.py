@@ -69,7 +69,7 @@ def run_loadtest(port, pid, conns, size):
 
 def run_uws(port, pid, conns, size):
     out = subprocess.run(["python3", f"{HERE}/benchlib.py", "uws-client", "--kind", "load", "--conns", conns,
-                          "--server-pid", str(pid), "--warmup", "2s", "--duration", "8s", "--",
+                          "--server-pid", str(pid), "--warmup", "2s", "--duration", "4s", "--",
                           "taskset", "-c", "1", f"{UWS}/load_test", conns, "127.0.0.1", str(port), "0", "1", size],
                          capture_output=True, text=True)
     d = json.loads(out.stdout.strip().splitlines()[-1])
