@@ -157,6 +157,28 @@ pub struct Args {
     /// Allow a non-loopback target (by default only 127.0.0.0/8 and ::1 are accepted).
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Echo/rate/flood payload: JSON-like text records (pseudo-random ids, users, events, values from a small
+    /// vocabulary) instead of the repeated alphabet, for realistic compression ratios. Still fully checked.
+    #[arg(long)]
+    pub json_payload: bool,
+
+    /// Offer permessage-deflate (`client_max_window_bits`), compress every message sent, inflate and check every
+    /// echo, report the negotiated parameters and the ratios (a server that declines: "not negotiated").
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// With --deflate: also offer server_no_context_takeover and client_no_context_takeover (implies --deflate).
+    #[arg(long)]
+    pub deflate_no_context_takeover: bool,
+
+    /// With --deflate: offer server_max_window_bits=N, 8..=15 (implies --deflate).
+    #[arg(long, value_name = "N")]
+    pub deflate_server_window_bits: Option<u8>,
+
+    /// With --deflate: offer client_max_window_bits=N, 8..=15, instead of the bare parameter (implies --deflate).
+    #[arg(long, value_name = "N")]
+    pub deflate_client_window_bits: Option<u8>,
 }
 
 impl Args {

@@ -13,6 +13,8 @@
 //!   dispatch, `phases.rs` the reactor's ramp-up / measurement / close, `connect.rs` connect + TCP timeout + the
 //!   WebSocket client handshake + teardown, `send.rs` and `recv.rs` the two directions, `workload.rs` the per-mode
 //!   workloads (echo, flood, rate, pubsub: what to send when, what a received message means).
+//! - `deflate.rs`: `--deflate`: the permessage-deflate offer, the response check, compressing what is sent and
+//!   inflating what arrives (ringws' own codec), the counters and the summary's section.
 //! - `frames.rs`: precomputed masked client frames, sequence numbers in payloads, their verification.
 //! - `stats.rs`: per-thread counters and histograms, live totals, CPU and RSS readings.
 //! - `report.rs`: the [`report::Summary`] (text or JSON) and the exit status.
@@ -61,6 +63,7 @@
 //!   CPU: getrusage of this process and /proc/PID/stat of `--server-pid`, both sampled at the window's edges.
 
 pub mod cli;
+pub mod deflate;
 pub mod frames;
 pub mod handshake;
 pub mod phases;

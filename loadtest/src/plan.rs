@@ -8,6 +8,7 @@ use ringws::proto::OpCode;
 
 use crate::cli::{self, Args, Mode, Target};
 use crate::tls::{self, TlsSetup};
+use crate::deflate;
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
@@ -51,6 +52,10 @@ pub struct Plan {
     pub pub_suffix: Vec<u8>,
     /// wss://: the client TLS configuration.
     pub tls: Option<TlsSetup>,
+    /// `--deflate`: the permessage-deflate offer (see `deflate.rs`).
+    pub deflate: Option<deflate::Offer>,
+    /// `--json-payload`: JSON-like text instead of the alphabet (see [`deflate::json_like_payload`]).
+    pub json_payload: bool,
 }
 
 impl Plan {
@@ -87,6 +92,12 @@ impl Plan {
                 return Err("--pub-template must contain {payload}".into());
             }
         }
+        let deflate = deflate::Offer::new(
+            args.deflate,
+            args.deflate_no_context_takeover,
+            args.deflate_server_window_bits,
+            args.deflate_client_window_bits,
+        )?;
         cli::check_limits(total, threads)?;
         let tls = tls::setup_from_args(args, &target)?;
 
@@ -119,6 +130,8 @@ impl Plan {
             pub_prefix,
             pub_suffix,
             tls,
+            deflate,
+            json_payload: args.json_payload,
         })
     }
 }

@@ -69,6 +69,8 @@ pub struct Summary {
     pub server_rss_kib: Option<u64>,
     /// Every `--server-pid` (the first is also in the `server_*` fields).
     pub servers: Vec<ServerUsage>,
+    /// `--deflate`: what was offered, negotiated, and how well it compressed (absent without --deflate).
+    pub deflate: Option<crate::deflate::DeflateSummary>,
 }
 
 impl Summary {
@@ -120,6 +122,9 @@ impl Summary {
             " (clean closes {}, receive buffer ring ran dry {}x)",
             self.closed_clean, self.recv_enobufs
         );
+        if let Some(d) = &self.deflate {
+            s.push_str(&d.text());
+        }
         if let Some(f) = self.fanout {
             let _ = writeln!(s, "pubsub:   {f:.1} deliveries per publish");
         }
@@ -242,6 +247,10 @@ impl Summary {
             server_cpu_us_per_msg: servers.first().and_then(|u| u.cpu_us_per_msg),
             server_rss_kib: servers.first().and_then(|u| u.rss_kib),
             servers,
+            deflate: plan
+                .deflate
+                .as_ref()
+                .map(|o| crate::deflate::DeflateSummary::new(o, &all.deflate)),
         }
     }
 }

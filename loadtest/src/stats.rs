@@ -110,6 +110,8 @@ pub struct ThreadStats {
     pub ramp: Duration,
     /// Multishot receives ended by an empty buffer ring (re-armed after buffers came back).
     pub recv_enobufs: u64,
+    /// `--deflate`: negotiation and compression counters.
+    pub deflate: crate::deflate::DeflateStats,
 }
 
 impl Default for ThreadStats {
@@ -129,6 +131,7 @@ impl Default for ThreadStats {
             closed_clean: 0,
             ramp: Duration::ZERO,
             recv_enobufs: 0,
+            deflate: Default::default(),
         }
     }
 }
@@ -158,6 +161,7 @@ impl ThreadStats {
         self.closed_clean += o.closed_clean;
         self.ramp = self.ramp.max(o.ramp);
         self.recv_enobufs += o.recv_enobufs;
+        self.deflate.merge(&o.deflate);
     }
 }
 

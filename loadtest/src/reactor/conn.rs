@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use ringws::handshake::ClientHandshake;
 use ringws::proto::Connection;
 
+use crate::deflate::ConnDeflate;
 use crate::frames::FrameTemplate;
 use crate::tls::TlsClient;
 
@@ -61,6 +62,8 @@ pub(super) struct Conn {
     pub(super) proto: Option<Connection>,
     /// wss://: the connection's TLS session (from the TCP connect on).
     pub(super) tls: Option<Box<TlsClient>>,
+    /// permessage-deflate state, when negotiated (`--deflate`).
+    pub(super) deflate: Option<Box<ConnDeflate>>,
 }
 
 impl Conn {
@@ -90,6 +93,7 @@ impl Conn {
             hs: None,
             proto: None,
             tls: None,
+            deflate: None,
         }
     }
 }

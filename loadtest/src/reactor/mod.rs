@@ -68,7 +68,11 @@ pub fn run_thread(
     let ctx = Ctx {
         stats: ThreadStats::default(),
         phase: Phase::Ramp,
-        pattern: frames::make_payload(plan.size),
+        pattern: if plan.json_payload {
+            crate::deflate::json_like_payload(plan.size)
+        } else {
+            frames::make_payload(plan.size)
+        },
         rbuf_size: own_recv_buf_size(&plan),
         open: 0,
         connecting: 0,
@@ -88,6 +92,7 @@ pub fn run_thread(
         bufring,
         starved: Vec::new(),
         tls_plain: Vec::new(),
+        deflate: plan.deflate.is_some().then(Box::default),
         plan,
     };
     let mut r = Reactor {

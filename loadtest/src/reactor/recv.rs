@@ -9,6 +9,7 @@ use ringws::uring::cqueue;
 use super::conn::St;
 use super::state::Reactor;
 use super::workload;
+use crate::deflate;
 use crate::stats::ErrKind;
 
 impl Reactor {
@@ -129,7 +130,33 @@ impl Reactor {
         let Some(mut proto) = c.proto.take() else {
             return;
         };
-        let res = proto.handle_read(data, &mut |ev| self.on_event(i, ev, now));
+        let res = match (c.deflate.take(), self.ctx.deflate.take()) {
+            (Some(mut cd), Some(mut td)) => {
+                let in_window = now >= self.ctx.warm_end && now < self.ctx.end;
+                let mut rx = deflate::Rx::new(&mut td, &mut cd, in_window);
+                let res = proto.handle_read_with(data, &mut rx, &mut |ev| {
+                    if in_window {
+                        if let Event::Text(t) = &ev {
+                            self.ctx.stats.deflate.note_received(t.len());
+                        } else if let Event::Binary(b) = &ev {
+                            self.ctx.stats.deflate.note_received(b.len());
+                        }
+                    }
+                    self.on_event(i, ev, now)
+                });
+                if let Some(n) = rx.count {
+                    self.ctx.stats.deflate.absorb(n);
+                }
+                self.conns[i].deflate = Some(cd);
+                self.ctx.deflate = Some(td);
+                res
+            }
+            (cd, td) => {
+                self.conns[i].deflate = cd;
+                self.ctx.deflate = td;
+                proto.handle_read(data, &mut |ev| self.on_event(i, ev, now))
+            }
+        };
         let c = &mut self.conns[i];
         if res.is_err() {
             self.ctx.stats.err(ErrKind::Protocol);

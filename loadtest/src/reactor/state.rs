@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ringws::uring::{uring_types as types, Cqe, Ring};
 
 use super::conn::Conn;
+use crate::deflate::ThreadDeflate;
 use crate::plan::Plan;
 use crate::stats::{Live, ThreadStats};
 
@@ -55,6 +56,8 @@ pub(super) struct Ctx {
     pub(super) starved: Vec<u32>,
     /// wss://: plaintext decrypted from one receive (reused).
     pub(super) tls_plain: Vec<u8>,
+    /// `--deflate`: the thread's inflater and compressors (None without it; taken out while a read uses it).
+    pub(super) deflate: Option<Box<ThreadDeflate>>,
 }
 
 pub(super) struct Reactor {
