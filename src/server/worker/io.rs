@@ -163,7 +163,6 @@ impl<H: Handler> Worker<H> {
             }
         };
         conn.last_tx = self.clock.secs;
-        self.local.c.sends += 1;
         let e = e.user_data(ud(K_SEND, slot, conn.gen));
         self.push(e);
     }
