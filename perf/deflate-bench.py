@@ -2,7 +2,7 @@
 """Compressed echo side by side: ringws (shared, dedicated), uWebSockets (uws_echo shared, dedicated) and Node ws
 (perf/ws-deflate-echo.js), server pinned to CPU 0, client to CPU 1, servers interleaved within each round.
 
-Usage: perf/deflate-bench.py ROUND_LABEL   (one round; call it once per round inside bench-lock, then --report)
+Usage: perf/deflate-bench.py ROUND_LABEL   (one round; call it once per round on a quiet machine, then --report)
        perf/deflate-bench.py --report      (markdown table of every row in $ROWS: medians and min-max ranges)
 
 Clients: `loadtest --deflate --json-payload` (ringws' client: compresses every message with a context-free or
