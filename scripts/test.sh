@@ -2,10 +2,11 @@
 # scripts/test.sh -- the whole test suite, from a fresh machine (this is the README's test command; CI runs it).
 #
 # 1. installs what the tests need where missing (Debian: chromium, prometheus for promtool, redis-server for the
-#    cross-node pub/sub tests; npm: playwright-core;
+#    cross-node pub/sub tests, nodejs + npm when missing; npm: playwright-core, ws for the Node ws client test;
 #    PyPI: Autobahn's wstest, websockets; crates.io: cargo-fuzz) -- idempotent, skipped when already present;
 # 2. cargo test --workspace: unit tests, the protocol core by RFC section, the server on loopback, pub/sub,
-#    promtool check of /metrics, the load client against the server;
+#    promtool check of /metrics, the load client against the server; then the library built and its broker unit
+#    tests run with --no-default-features (without the `redis` feature);
 # 3. the real-browser test (headless Chromium via playwright-core) against `ringws` started on a free port, over
 #    http and again over https (wss), then the chat across two `ringws --redis` nodes (scripts/browser-nodes-test.sh);
 # 4. the Autobahn|Testsuite gate against /echo (every case as in autobahn/expected.json);
@@ -23,6 +24,7 @@ need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v npm >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
@@ -39,13 +41,20 @@ python3 -c 'import websockets.asyncio.client' 2>/dev/null \
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The Node ws client test (tests/deflate_node.rs) runs tests/node_ws/echo.mjs with the pinned ws.
+(cd tests/node_ws && npm ci --no-audit --no-fund --loglevel=error)
 if [ "${SKIP_FUZZ:-0}" != 1 ] && ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet
 fi
 
 step "cargo test --workspace"
-# The broker tests start their own redis-server on free loopback ports; here a missing one is a failure, not a skip.
-RINGWS_REQUIRE_REDIS=1 cargo test --workspace
+# The broker tests start their own redis-server on free loopback ports; here a missing one is a failure, not a skip;
+# likewise node + ws for the Node ws client test.
+RINGWS_REQUIRE_REDIS=1 RINGWS_REQUIRE_NODE_WS=1 cargo test --workspace
+
+step "the library without its default features (no Redis bridge: no redis crate, no tokio)"
+cargo build --lib --no-default-features
+cargo test --lib --no-default-features -q broker
 
 if [ "${SKIP_BROWSER:-0}" != 1 ]; then
   step "browser test (headless Chromium)"

@@ -600,6 +600,10 @@ pub struct ClientResponse {
     pub consumed: usize,
     /// `Sec-WebSocket-Protocol` chosen by the server, if any. The caller checks it was one it offered.
     pub protocol: Option<String>,
+    /// `Sec-WebSocket-Extensions` the server selected (its header values joined by `, `), if the client offered
+    /// extensions ([`ClientHandshake::with_extensions`]) and the server selected any. The caller validates it against
+    /// its offer (for permessage-deflate: [`crate::deflate::negotiate::parse_response`]).
+    pub extensions: Option<String>,
 }
 
 /// Client side of the handshake.
@@ -608,6 +612,8 @@ pub struct ClientHandshake {
     key: String,
     /// The `Sec-WebSocket-Accept` the server must answer with, computed once.
     accept: String,
+    /// The `Sec-WebSocket-Extensions` offer sent, if any.
+    extensions: Option<String>,
 }
 
 impl ClientHandshake {
@@ -615,7 +621,19 @@ impl ClientHandshake {
     pub fn new(key_bytes: [u8; 16]) -> Self {
         let key = B64.encode(key_bytes);
         let accept = accept_key(key.as_bytes());
-        ClientHandshake { key, accept }
+        ClientHandshake {
+            key,
+            accept,
+            extensions: None,
+        }
+    }
+
+    /// Offer extensions: `offer` is sent as the `Sec-WebSocket-Extensions` value (e.g.
+    /// [`crate::deflate::negotiate::CLIENT_OFFER`]), and the server may then select one
+    /// ([`ClientResponse::extensions`]). Without this a response that selects an extension fails.
+    pub fn with_extensions(mut self, offer: &str) -> Self {
+        self.extensions = Some(offer.to_owned());
+        self
     }
 
     /// The `Sec-WebSocket-Key` this client sends (base64 of the 16 nonce bytes).
@@ -650,6 +668,11 @@ impl ClientHandshake {
             }
             out.extend_from_slice(b"\r\n");
         }
+        if let Some(e) = &self.extensions {
+            out.extend_from_slice(b"Sec-WebSocket-Extensions: ");
+            push_header_value(out, e);
+            out.extend_from_slice(b"\r\n");
+        }
         out.extend_from_slice(b"\r\n");
     }
 
@@ -662,8 +685,8 @@ impl ClientHandshake {
     ///
     /// Fails (see [`HttpError`] for the meaning of `status` here) on: a head over [`DEFAULT_MAX_REQUEST_SIZE`]
     /// bytes, a malformed head, a status other than 101, a missing `Upgrade: websocket` or `Connection: upgrade`, a
-    /// missing or wrong `Sec-WebSocket-Accept`, or any `Sec-WebSocket-Extensions` (this client offers none, so the
-    /// server may not select one: RFC 6455 4.1).
+    /// missing or wrong `Sec-WebSocket-Accept`, or a `Sec-WebSocket-Extensions` when this client offered none (the
+    /// server may not select one then: RFC 6455 4.1).
     pub fn parse_response_details(&self, buf: &[u8]) -> Result<Option<ClientResponse>, HttpError> {
         let max = DEFAULT_MAX_REQUEST_SIZE;
         let capped = &buf[..buf.len().min(max)];
@@ -702,19 +725,30 @@ impl ClientHandshake {
             (None, _) => return Err(http_err(101, "response lacks Sec-WebSocket-Accept")),
             _ => return Err(http_err(101, "Sec-WebSocket-Accept does not match the key")),
         }
-        if values("sec-websocket-extensions").any(|v| !v.is_empty()) {
-            return Err(http_err(
-                101,
-                "server selected an extension that was not offered",
-            ));
-        }
+        let selected: Vec<&str> = values("sec-websocket-extensions")
+            .filter(|v| !v.is_empty())
+            .collect();
+        let extensions = match (selected.is_empty(), &self.extensions) {
+            (true, _) => None,
+            (false, Some(_)) => Some(selected.join(", ")),
+            (false, None) => {
+                return Err(http_err(
+                    101,
+                    "server selected an extension that was not offered",
+                ))
+            }
+        };
         let mut protos = values("sec-websocket-protocol");
         let protocol = match (protos.next(), protos.next()) {
             (None, _) => None,
             (Some(p), None) if !p.is_empty() && !p.contains(',') => Some(p.to_owned()),
             _ => return Err(http_err(101, "invalid Sec-WebSocket-Protocol in response")),
         };
-        Ok(Some(ClientResponse { consumed, protocol }))
+        Ok(Some(ClientResponse {
+            consumed,
+            protocol,
+            extensions,
+        }))
     }
 }
 

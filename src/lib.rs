@@ -7,7 +7,8 @@
 //! - [`door`]: what a connection passes before its `101`: Origin allowlist, JWT at upgrade, per-address limits.
 //! - [`handshake`]: HTTP/1.1 upgrade parsing and responses (server) and the client handshake (for `loadtest`).
 //! - [`tls`]: the sans-IO TLS layer (rustls, unbuffered API): certificates, reload, one session per connection.
-//! - [`broker`]: pub/sub across nodes through Redis (one bridge thread per process, never in a worker's way).
+//! - [`broker`]: pub/sub across nodes through Redis (one bridge thread per process, never in a worker's way; cargo
+//!   feature `redis`, on by default).
 //! - [`mask`]: the XOR unmask kernel (scalar reference, word-wise, SSE2/AVX2/AVX-512, runtime dispatch).
 //! - `uring`: the io_uring driver, the only code that talks to the kernel's ring (public with the `internals`
 //!   feature, for the load client).

@@ -2,6 +2,7 @@
 //! bridge): every publish reaches every subscriber on every node exactly once and in order per publisher; a node
 //! subscribes a channel only while it has subscribers; Redis restarted mid-stream; Redis absent at start (the demo
 //! serves locally and says degraded); a slow subscriber on one node does not hold up the other node.
+#![cfg(feature = "redis")]
 
 mod broker_util;
 mod server_util;

@@ -1,6 +1,7 @@
 //! The Redis bridge against a real `redis-server` (started per test on a free loopback port, always killed):
 //! exactly-once delivery in order between two nodes, own echoes skipped, subscription only while wanted, the linger,
 //! Redis restarted mid-stream, Redis absent at start, and a deaf (stopped) Redis caught by the probe.
+#![cfg(feature = "redis")]
 
 mod broker_util;
 

@@ -730,3 +730,39 @@ mod props {
         }
     }
 }
+
+#[test]
+fn client_offers_extensions_and_reads_the_selection() {
+    let client =
+        ClientHandshake::new([3; 16]).with_extensions(ringws::deflate::negotiate::CLIENT_OFFER);
+    let mut req = Vec::new();
+    client.write_request(&mut req, "localhost", "/echo", &[]);
+    let (parsed, _) = parse_request(&req, DEFAULT_MAX_REQUEST_SIZE)
+        .unwrap()
+        .unwrap();
+    let up = validate_upgrade(&parsed).unwrap();
+    assert_eq!(
+        up.extensions,
+        ["permessage-deflate; client_max_window_bits"]
+    );
+
+    let answer = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+    let mut resp = Vec::new();
+    write_accept_response(&mut resp, &up.accept, None, Some(answer));
+    let d = client.parse_response_details(&resp).unwrap().unwrap();
+    assert_eq!(d.extensions.as_deref(), Some(answer));
+    // No selection: no extension.
+    let mut plain = Vec::new();
+    write_accept_response(&mut plain, &up.accept, None, None);
+    assert_eq!(
+        client
+            .parse_response_details(&plain)
+            .unwrap()
+            .unwrap()
+            .extensions,
+        None
+    );
+    // The same selection without an offer fails the handshake (RFC 6455 4.1).
+    let bare = ClientHandshake::new([3; 16]);
+    assert!(bare.parse_response_details(&resp).is_err());
+}

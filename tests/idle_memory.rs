@@ -8,7 +8,7 @@ mod memory_util;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memory_util::*;
 
@@ -17,52 +17,25 @@ const CONNS: usize = 10_000;
 /// Open a WebSocket; `deflate`: offer permessage-deflate as browsers do (the binary's default, shared mode,
 /// accepts it, and a connection then holds no compression state).
 fn upgrade(port: u16, deflate: bool) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let ext = if deflate {
         "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
     } else {
         ""
     };
-    let req = format!(
-        "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 256];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = s.read(&mut b).unwrap();
-        assert!(n > 0, "server closed during the handshake");
-        head.extend_from_slice(&b[..n]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    let negotiated = String::from_utf8_lossy(&head).contains("permessage-deflate");
-    assert_eq!(negotiated, deflate, "{}", String::from_utf8_lossy(&head));
+    let (s, head) = upgrade_stream_with(s, ext);
+    assert_eq!(head.contains("permessage-deflate"), deflate, "{head}");
     s
 }
 
 #[test]
 fn ten_thousand_idle_connections_cost_little_server_memory() {
     // The test holds CONNS client sockets itself.
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a live local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
-    if (lim.rlim_cur as usize) < CONNS + 100 {
+    let limit = raise_nofile_limit();
+    if limit < CONNS + 100 {
         eprintln!(
-            "SKIPPED: RLIMIT_NOFILE hard limit {} < {}",
-            lim.rlim_cur,
+            "SKIPPED: RLIMIT_NOFILE hard limit {limit} < {}",
             CONNS + 100
         );
         return;
@@ -76,14 +49,7 @@ fn ten_thousand_idle_connections_cost_little_server_memory() {
         .unwrap();
     let srv = Server(child);
     let pid = srv.0.id();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     // Warm up the allocator with a few connections, and push 8 MiB through one of them so every buffer of the
     // worker's receive ring (64 x 64 KiB, a fixed cost) has been touched once; then measure from there.
     // conns[0] (the warm-up echo, which must come back plain) does not offer compression; all others do.

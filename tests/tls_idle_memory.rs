@@ -39,20 +39,10 @@ fn idle_wss_connections_hold_no_buffers() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit on a live local struct.
-    unsafe {
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
+    let limit = raise_nofile_limit();
     assert!(
-        lim.rlim_cur as usize >= conns + 100,
-        "RLIMIT_NOFILE hard limit {} < {}",
-        lim.rlim_cur,
+        limit >= conns + 100,
+        "RLIMIT_NOFILE hard limit {limit} < {}",
         conns + 100
     );
     let dir = TempDir::new("idle");
@@ -82,14 +72,7 @@ fn idle_wss_connections_hold_no_buffers() {
         .unwrap();
     let srv = Server(child);
     let pid = srv.0.id();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_listening(port);
     // Full handshakes only (no resumption), as a crowd of new clients would do.
     let mut cfg = (*client_config(&cert.der, &rustls::version::TLS13)).clone();
     cfg.resumption = rustls::client::Resumption::disabled();

@@ -60,6 +60,23 @@ fn idle_unbuffered(store: &Arc<TlsConfigStore>, cfg: &Arc<rustls::ClientConfig>)
     p.server
 }
 
+/// Moves everything `from` wants to write into `to` and lets `to` process it.
+fn pump<A: rustls::SideData, B: rustls::SideData>(
+    from: &mut rustls::ConnectionCommon<A>,
+    to: &mut rustls::ConnectionCommon<B>,
+    wire: &mut Vec<u8>,
+) {
+    wire.clear();
+    while from.wants_write() {
+        from.write_tls(wire).unwrap();
+    }
+    let mut rd = &wire[..];
+    while !rd.is_empty() {
+        to.read_tls(&mut rd).unwrap();
+        to.process_new_packets().unwrap();
+    }
+}
+
 /// The same with rustls' buffered `ServerConnection`.
 fn idle_buffered(store: &Arc<TlsConfigStore>, cfg: &Arc<rustls::ClientConfig>) -> ServerConnection {
     let mut c = client(cfg);
@@ -68,15 +85,7 @@ fn idle_buffered(store: &Arc<TlsConfigStore>, cfg: &Arc<rustls::ClientConfig>) -
     let mut sent = false;
     let mut got = Vec::new();
     for _ in 0..32 {
-        wire.clear();
-        while c.wants_write() {
-            c.write_tls(&mut wire).unwrap();
-        }
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            s.read_tls(&mut rd).unwrap();
-            s.process_new_packets().unwrap();
-        }
+        pump(&mut c, &mut s, &mut wire);
         let mut buf = [0u8; 64];
         while let Ok(n) = s.reader().read(&mut buf) {
             if n == 0 {
@@ -84,15 +93,7 @@ fn idle_buffered(store: &Arc<TlsConfigStore>, cfg: &Arc<rustls::ClientConfig>) -
             }
             got.extend_from_slice(&buf[..n]);
         }
-        wire.clear();
-        while s.wants_write() {
-            s.write_tls(&mut wire).unwrap();
-        }
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            c.read_tls(&mut rd).unwrap();
-            c.process_new_packets().unwrap();
-        }
+        pump(&mut s, &mut c, &mut wire);
         if !c.is_handshaking() && !sent {
             c.writer().write_all(MSG).unwrap();
             sent = true;

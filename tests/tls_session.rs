@@ -554,3 +554,19 @@ fn every_tls13_suite_after_the_hand_over() {
         p.server_sends(b"ok").unwrap();
     }
 }
+
+#[test]
+fn server_prefers_aes_128_gcm_but_serves_clients_without_it() {
+    let (store, cert, _dir) = store();
+    // rustls' default client order puts AES-256-GCM first; the server's order decides.
+    let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+    p.handshake().unwrap();
+    let suite = p.client.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    for only in ["AES_256_GCM", "CHACHA20"] {
+        let mut p = pair(&store, &client_config_suite(&cert.der, only));
+        p.handshake().unwrap();
+        let suite = format!("{:?}", p.client.negotiated_cipher_suite().unwrap().suite());
+        assert!(suite.contains(only), "{suite}");
+    }
+}

@@ -26,7 +26,12 @@ const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 const RAW_LIMIT: usize = 64 << 10;
 
 /// Client frames for one message: `payload` cut by `chunks`, RSV1 on the first frame when `compressed`.
-fn frames(op: OpCode, payload: &[u8], chunks: &[usize], compressed: bool, out: &mut Vec<u8>) {
+fn frames(op: OpCode, data: &[u8], deflated: Option<&[u8]>, chunks: &[usize]) -> Vec<u8> {
+    let (payload, compressed) = match deflated {
+        Some(z) => (z, true),
+        None => (data, false),
+    };
+    let mut out = Vec::new();
     let mut pos = 0usize;
     let mut k = 0;
     loop {
@@ -48,7 +53,7 @@ fn frames(op: OpCode, payload: &[u8], chunks: &[usize], compressed: bool, out: &
                 .map(|(i, b)| b ^ KEY[i % 4]),
         );
         if fin {
-            return;
+            return out;
         }
         pos = end;
         k += 1;
@@ -139,15 +144,8 @@ fuzz_target!(|input: &[u8]| {
     // Shared: one message, no context.
     let mut d = Deflater::new(window_bits, level);
     let mut z = Vec::new();
-    let compressed = d.compress(data, &mut z).is_ok();
-    let mut wire = Vec::new();
-    frames(
-        op,
-        if compressed { &z } else { data },
-        &chunks,
-        compressed,
-        &mut wire,
-    );
+    let deflated = d.compress(data, &mut z).is_ok().then_some(&z[..]);
+    let mut wire = frames(op, data, deflated, &chunks);
     let got = feed(&mut conn, &mut inf, &mut wire, &chunks);
     assert_eq!(got, [(text, data.to_vec())], "shared round trip");
 
@@ -158,15 +156,8 @@ fuzz_target!(|input: &[u8]| {
     conn.set_rsv1_allowed(true);
     for round in 0..2 {
         let mut z = Vec::new();
-        let compressed = dd.compress(data, &mut z).is_ok();
-        let mut wire = Vec::new();
-        frames(
-            op,
-            if compressed { &z } else { data },
-            &chunks,
-            compressed,
-            &mut wire,
-        );
+        let deflated = dd.compress(data, &mut z).is_ok().then_some(&z[..]);
+        let mut wire = frames(op, data, deflated, &chunks);
         let got = feed(
             &mut conn,
             &mut inf.with_history(&mut hist),

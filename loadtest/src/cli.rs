@@ -17,6 +17,9 @@ pub enum Mode {
     /// `--conns` subscribers + `--publishers` publishers on a topic route (e.g. ringws `/chat`); publishers send at
     /// `--rate` total; delivery rate and per-delivery latency from a timestamp embedded in the text.
     Pubsub,
+    /// Handshake rate: each of `--conns` blocking clients opens a connection (TCP, TLS for wss://, WebSocket
+    /// upgrade), closes it and starts over; reports handshakes/s and the server's CPU per handshake.
+    Handshake,
 }
 
 impl Mode {
@@ -26,6 +29,7 @@ impl Mode {
             Mode::Rate => "rate",
             Mode::Flood => "flood",
             Mode::Pubsub => "pubsub",
+            Mode::Handshake => "handshake",
         }
     }
 }
@@ -36,16 +40,20 @@ impl Mode {
 /// mode for --warmup (not counted) plus --duration, prints one progress line per second to stderr and a summary at the
 /// end (stdout; JSON with --json), sends close frames and exits. Every echoed payload is checked against what this
 /// connection sent (sequence number + content). Ctrl-C ends the measurement early (summary still printed).
-/// Exit status: 0 ok, 1 mismatches or nothing received, 2 setup error, 130 interrupted during ramp-up.
+/// Exit status: 0 ok, 1 mismatches or nothing received (e.g. every wss handshake failed: error `tls`), 2 setup error,
+/// 130 interrupted during ramp-up.
 /// Environment: LOADTEST_RECV=plain uses one plain recv per connection instead of multishot + provided buffers.
 ///
 /// Example: taskset -c 1 loadtest --url ws://127.0.0.1:1338/echo --conns 10000 --size 20 --duration 10s --server-pid $PID
 #[derive(Parser, Debug, Clone)]
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 pub struct Args {
-    /// Target: ws://HOST:PORT/PATH (wss is not supported). HOST is an IP address or localhost.
+    /// Target: ws://HOST:PORT/PATH or wss://HOST:PORT/PATH (wss needs --ca-file or --insecure). HOST is an IP address
+    /// or localhost; for wss the server's certificate must name it. Repeat it to spread the connections round robin
+    /// over several servers (e.g. nodes sharing topics through Redis); in pubsub mode the publishers all connect to
+    /// the first.
     #[arg(long, default_value = "ws://127.0.0.1:1338/echo")]
-    pub url: String,
+    pub url: Vec<String>,
 
     /// Load mode.
     #[arg(long, value_enum, default_value_t = Mode::Echo)]
@@ -100,9 +108,11 @@ pub struct Args {
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub close_timeout: Duration,
 
-    /// Server process id: report its CPU% and CPU-µs per message (from /proc/PID/stat) and its RSS.
+    /// Server process id: report its CPU% and CPU-µs per message (from /proc/PID/stat) and its RSS. Repeat it for
+    /// several processes (e.g. two nodes and redis-server): each is reported (`servers`), the first also in the
+    /// `server_*` fields.
     #[arg(long)]
-    pub server_pid: Option<i32>,
+    pub server_pid: Vec<i32>,
 
     /// Publishers (pubsub mode).
     #[arg(long, default_value_t = 1)]
@@ -132,9 +142,43 @@ pub struct Args {
     #[arg(long)]
     pub no_pin: bool,
 
+    /// wss://: trust the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// wss://: accept any server certificate (handshake signatures are still checked).
+    #[arg(long, conflicts_with = "ca_file")]
+    pub insecure: bool,
+
+    /// wss://: resume TLS sessions with the tickets the server sends (handshake mode: measures resumed handshakes).
+    #[arg(long)]
+    pub resume: bool,
+
     /// Allow a non-loopback target (by default only 127.0.0.0/8 and ::1 are accepted).
     #[arg(long)]
     pub allow_remote: bool,
+
+    /// Echo/rate/flood payload: JSON-like text records (pseudo-random ids, users, events, values from a small
+    /// vocabulary) instead of the repeated alphabet, for realistic compression ratios. Still fully checked.
+    #[arg(long)]
+    pub json_payload: bool,
+
+    /// Offer permessage-deflate (`client_max_window_bits`), compress every message sent, inflate and check every
+    /// echo, report the negotiated parameters and the ratios (a server that declines: "not negotiated").
+    #[arg(long)]
+    pub deflate: bool,
+
+    /// With --deflate: also offer server_no_context_takeover and client_no_context_takeover (implies --deflate).
+    #[arg(long)]
+    pub deflate_no_context_takeover: bool,
+
+    /// With --deflate: offer server_max_window_bits=N, 8..=15 (implies --deflate).
+    #[arg(long, value_name = "N")]
+    pub deflate_server_window_bits: Option<u8>,
+
+    /// With --deflate: offer client_max_window_bits=N, 8..=15, instead of the bare parameter (implies --deflate).
+    #[arg(long, value_name = "N")]
+    pub deflate_client_window_bits: Option<u8>,
 }
 
 impl Args {
@@ -143,7 +187,7 @@ impl Args {
             Mode::Echo => 1,
             Mode::Flood => 64,
             Mode::Rate => 10_000,
-            Mode::Pubsub => 1,
+            Mode::Pubsub | Mode::Handshake => 1,
         })
     }
     pub fn rate(&self) -> f64 {
@@ -193,16 +237,19 @@ pub struct Target {
     /// Host header value.
     pub host: String,
     pub path: String,
+    /// wss://
+    pub tls: bool,
 }
 
 pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
-    let rest = if let Some(r) = url.strip_prefix("ws://") {
-        r
-    } else if url.starts_with("wss://") {
-        return Err("wss:// is not supported (loopback benchmarking uses plain ws://)".into());
+    let (rest, tls) = if let Some(r) = url.strip_prefix("ws://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (r, true)
     } else {
-        return Err(format!("URL must start with ws:// : {url:?}"));
+        return Err(format!("URL must start with ws:// or wss:// : {url:?}"));
     };
+    let default_port = if tls { 443 } else { 80 };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -214,12 +261,12 @@ pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
         if hostport.contains("]:") {
             hostport.to_string()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{default_port}")
         }
     } else if hostport.contains(':') {
         hostport.to_string()
     } else {
-        format!("{hostport}:80")
+        format!("{hostport}:{default_port}")
     };
     let addr = with_port
         .to_socket_addrs()
@@ -236,6 +283,7 @@ pub fn parse_url(url: &str, allow_remote: bool) -> Result<Target, String> {
         addr,
         host: hostport.to_string(),
         path: path.to_string(),
+        tls,
     })
 }
 
@@ -317,7 +365,9 @@ mod tests {
         let t = parse_url("ws://127.0.0.1:9", false).unwrap();
         assert_eq!(t.path, "/");
         assert!(parse_url("ws://[::1]:80/x", false).is_ok());
-        assert!(parse_url("wss://127.0.0.1/", false).is_err());
+        let t = parse_url("wss://127.0.0.1/", false).unwrap();
+        assert!(t.tls);
+        assert_eq!(t.addr.port(), 443);
         assert!(parse_url("http://127.0.0.1/", false).is_err());
         assert!(parse_url("ws://10.1.2.3:80/", false).is_err());
         assert!(parse_url("ws://10.1.2.3:80/", true).is_ok());
@@ -336,5 +386,20 @@ mod tests {
         let a = Args::parse_from(["loadtest", "--mode", "flood", "--conns", "5"]);
         assert_eq!(a.inflight(), 64);
         assert_eq!(a.total_conns(), 5);
+        assert_eq!(a.url, ["ws://127.0.0.1:1338/echo"]);
+        assert!(a.server_pid.is_empty());
+        let a = Args::parse_from([
+            "loadtest",
+            "--url",
+            "ws://127.0.0.1:1/a",
+            "--url",
+            "ws://127.0.0.1:2/b",
+            "--server-pid",
+            "7",
+            "--server-pid",
+            "8",
+        ]);
+        assert_eq!(a.url, ["ws://127.0.0.1:1/a", "ws://127.0.0.1:2/b"]);
+        assert_eq!(a.server_pid, [7, 8]);
     }
 }

@@ -13,9 +13,15 @@
 //!   dispatch, `phases.rs` the reactor's ramp-up / measurement / close, `connect.rs` connect + TCP timeout + the
 //!   WebSocket client handshake + teardown, `send.rs` and `recv.rs` the two directions, `workload.rs` the per-mode
 //!   workloads (echo, flood, rate, pubsub: what to send when, what a received message means).
+//! - `deflate.rs`: `--deflate`: the permessage-deflate offer, the response check, compressing what is sent and
+//!   inflating what arrives (ringws' own codec), the counters and the summary's section.
 //! - `frames.rs`: precomputed masked client frames, sequence numbers in payloads, their verification.
 //! - `stats.rs`: per-thread counters and histograms, live totals, CPU and RSS readings.
 //! - `report.rs`: the [`report::Summary`] (text or JSON) and the exit status.
+//! - `tls.rs`: wss://, the client TLS layer (rustls, ring provider), sans-IO: ciphertext in, plaintext out and back;
+//!   the reactor reaches it through three hooks in `reactor/tls.rs` (connect, seal before each send, open after each
+//!   receive). `--ca-file` / `--insecure` decide what is trusted.
+//! - `handshake.rs`: `--mode handshake`, the connection-opening rate (blocking client threads, the same TLS layer).
 //!
 //! # Design
 //! - **Phases.** Every reactor thread opens its share of the connections (paced by `--connect-rate`, at most
@@ -57,13 +63,16 @@
 //!   CPU: getrusage of this process and /proc/PID/stat of `--server-pid`, both sampled at the window's edges.
 
 pub mod cli;
+pub mod deflate;
 pub mod frames;
+pub mod handshake;
 pub mod phases;
 pub mod plan;
 pub mod progress;
 pub mod reactor;
 pub mod report;
 pub mod stats;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -83,6 +92,11 @@ pub fn run(args: Args) -> i32 {
 
 fn run_inner(args: Args) -> Result<i32, String> {
     let plan = Arc::new(Plan::from_args(&args)?);
+    if plan.mode == cli::Mode::Handshake {
+        // SAFETY: ignoring SIGPIPE is process-wide and harmless.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+        return handshake::run(&args, &plan);
+    }
     phases::prepare_process()?;
     let measurement = phases::drive(&args, &plan)?;
     Ok(report::report(&args, &plan, &measurement))

@@ -66,24 +66,24 @@ pub struct Measurement {
     pub measured: Duration,
     /// This process's CPU time during the window.
     pub client_cpu: Duration,
-    /// `--server-pid`'s CPU time during the window, if it could be read at both edges.
-    pub server_cpu: Option<Duration>,
+    /// Each `--server-pid`'s CPU time during the window, if it could be read at both edges (in `--server-pid` order).
+    pub server_cpu: Vec<Option<Duration>>,
     /// VmRSS at the end of the window, with every connection still open.
     pub client_rss_kib: Option<u64>,
-    pub server_rss_kib: Option<u64>,
+    pub server_rss_kib: Vec<Option<u64>>,
 }
 
-/// CPU time of this process and of `--server-pid`, read at one edge of the window.
+/// CPU time of this process and of each `--server-pid`, read at one edge of the window.
 struct CpuSample {
     client: CpuTime,
-    server: Option<CpuTime>,
+    server: Vec<Option<CpuTime>>,
     at: u64,
 }
 
 impl CpuSample {
-    fn take(server_pid: Option<i32>) -> Self {
+    fn take(server_pids: &[i32]) -> Self {
         let client = stats::self_cpu();
-        let server = server_pid.and_then(stats::proc_cpu);
+        let server = server_pids.iter().map(|&p| stats::proc_cpu(p)).collect();
         CpuSample {
             client,
             server,
@@ -109,9 +109,9 @@ pub fn drive(args: &Args, plan: &Arc<Plan>) -> Result<Measurement, String> {
     progress.ramp_done(t0);
 
     sleep_until(warm_end, "warmup", &mut progress);
-    let before = CpuSample::take(args.server_pid);
+    let before = CpuSample::take(&args.server_pid);
     sleep_until(end, "run", &mut progress);
-    let after = CpuSample::take(args.server_pid);
+    let after = CpuSample::take(&args.server_pid);
     let w1 = after.at;
     // Ctrl-C: end the measurement now (the reactors close their connections as at the normal end).
     let interrupted = interrupted();
@@ -119,7 +119,11 @@ pub fn drive(args: &Args, plan: &Arc<Plan>) -> Result<Measurement, String> {
         sync.stop_ns.store(w1, Ordering::Relaxed);
         eprintln!("loadtest: interrupted; closing connections");
     }
-    let server_rss_kib = args.server_pid.and_then(stats::proc_rss_kib);
+    let server_rss_kib = args
+        .server_pid
+        .iter()
+        .map(|&p| stats::proc_rss_kib(p))
+        .collect();
     let client_rss_kib = stats::proc_rss_kib(std::process::id() as i32);
 
     let stats = join_reactors(handles)?;
@@ -133,10 +137,15 @@ pub fn drive(args: &Args, plan: &Arc<Plan>) -> Result<Measurement, String> {
             args.duration
         },
         client_cpu: after.client.total().saturating_sub(before.client.total()),
-        server_cpu: match (before.server, after.server) {
-            (Some(a), Some(b)) => Some(b.total().saturating_sub(a.total())),
-            _ => None,
-        },
+        server_cpu: before
+            .server
+            .iter()
+            .zip(&after.server)
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => Some(b.total().saturating_sub(a.total())),
+                _ => None,
+            })
+            .collect(),
         client_rss_kib,
         server_rss_kib,
     })

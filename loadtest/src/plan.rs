@@ -7,6 +7,8 @@ use std::time::Duration;
 use ringws::proto::OpCode;
 
 use crate::cli::{self, Args, Mode, Target};
+use crate::deflate;
+use crate::tls::{self, TlsSetup};
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
@@ -24,7 +26,10 @@ pub fn now_ns() -> u64 {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub mode: Mode,
+    /// The first `--url`: every connection's, unless there are several (see [`Plan::target_of`]).
     pub target: Target,
+    /// Every `--url`, in order (the first is `target`).
+    pub targets: Vec<Target>,
     pub size: usize,
     pub opcode: OpCode,
     /// Echo/flood: messages outstanding per connection; rate: maximum backlog per connection.
@@ -45,6 +50,12 @@ pub struct Plan {
     pub sub_msg: Vec<u8>,
     pub pub_prefix: Vec<u8>,
     pub pub_suffix: Vec<u8>,
+    /// wss://: the client TLS configuration.
+    pub tls: Option<TlsSetup>,
+    /// `--deflate`: the permessage-deflate offer (see `deflate.rs`).
+    pub deflate: Option<deflate::Offer>,
+    /// `--json-payload`: JSON-like text instead of the alphabet (see [`deflate::json_like_payload`]).
+    pub json_payload: bool,
 }
 
 impl Plan {
@@ -57,7 +68,12 @@ impl Plan {
         if args.threads == 0 {
             return Err("--threads must be at least 1".into());
         }
-        let target = cli::parse_url(&args.url, args.allow_remote)?;
+        let targets = args
+            .url
+            .iter()
+            .map(|u| cli::parse_url(u, args.allow_remote))
+            .collect::<Result<Vec<_>, _>>()?;
+        let target = targets.first().ok_or("--url is required")?.clone();
         let total = args.total_conns();
         let threads = args.threads.min(total);
         let inflight = args.inflight();
@@ -76,7 +92,14 @@ impl Plan {
                 return Err("--pub-template must contain {payload}".into());
             }
         }
+        let deflate = deflate::Offer::new(
+            args.deflate,
+            args.deflate_no_context_takeover,
+            args.deflate_server_window_bits,
+            args.deflate_client_window_bits,
+        )?;
         cli::check_limits(total, threads)?;
+        let tls = tls::setup_from_args(args, &target)?;
 
         let (pub_prefix, pub_suffix) = match args.pub_template.split_once("{payload}") {
             Some((a, b)) => (a.as_bytes().to_vec(), b.as_bytes().to_vec()),
@@ -85,6 +108,7 @@ impl Plan {
         Ok(Plan {
             mode: args.mode,
             target,
+            targets,
             size: args.size,
             opcode: if args.binary {
                 OpCode::Binary
@@ -105,7 +129,22 @@ impl Plan {
             sub_msg: args.sub_msg.as_bytes().to_vec(),
             pub_prefix,
             pub_suffix,
+            tls,
+            deflate,
+            json_payload: args.json_payload,
         })
+    }
+}
+
+impl Plan {
+    /// Which of [`Plan::targets`] a thread's connection `i` (a publisher or not) connects to: connections round robin
+    /// over the URLs, publishers to the first.
+    pub fn target_of(&self, i: usize, publisher: bool) -> usize {
+        if publisher {
+            0
+        } else {
+            i % self.targets.len()
+        }
     }
 }
 
@@ -118,4 +157,41 @@ pub struct Sync {
     pub start_ns: AtomicU64,
     /// Early end of the measurement (Ctrl-C), set by the main thread; 0 = none.
     pub stop_ns: AtomicU64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn connections_spread_over_the_urls_and_publishers_use_the_first() {
+        let a = Args::parse_from([
+            "loadtest",
+            "--mode",
+            "pubsub",
+            "--conns",
+            "5",
+            "--url",
+            "ws://127.0.0.1:9/a",
+            "--url",
+            "ws://127.0.0.1:8/b",
+        ]);
+        let p = Plan::from_args(&a).unwrap();
+        assert_eq!(p.target, p.targets[0]);
+        assert_eq!(p.targets[1].path, "/b");
+        let subs: Vec<usize> = (0..5).map(|i| p.target_of(i, false)).collect();
+        assert_eq!(subs, [0, 1, 0, 1, 0]);
+        assert_eq!(p.target_of(5, true), 0);
+        let one = Plan::from_args(&Args::parse_from(["loadtest"])).unwrap();
+        assert!((0..4).all(|i| one.target_of(i, false) == 0));
+        let bad = Args::parse_from([
+            "loadtest",
+            "--url",
+            "ws://127.0.0.1:9/",
+            "--url",
+            "http://x/",
+        ]);
+        assert!(Plan::from_args(&bad).is_err());
+    }
 }

@@ -10,6 +10,20 @@ use crate::phases::Measurement;
 use crate::plan::Plan;
 use crate::stats::{percentiles, rate, ErrKind, Percentiles};
 
+/// One `--server-pid`'s share of the measured window.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerUsage {
+    pub pid: i32,
+    /// CPU seconds (user + system) in the window.
+    pub cpu_s: Option<f64>,
+    pub cpu_pct: Option<f64>,
+    /// CPU-µs per message received by the client (per delivery in pubsub).
+    pub cpu_us_per_msg: Option<f64>,
+    /// CPU-µs per message sent by the client (per publish in pubsub).
+    pub cpu_us_per_sent: Option<f64>,
+    pub rss_kib: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorCount {
     pub kind: &'static str,
@@ -53,6 +67,10 @@ pub struct Summary {
     pub server_cpu_pct: Option<f64>,
     pub server_cpu_us_per_msg: Option<f64>,
     pub server_rss_kib: Option<u64>,
+    /// Every `--server-pid` (the first is also in the `server_*` fields).
+    pub servers: Vec<ServerUsage>,
+    /// `--deflate`: what was offered, negotiated, and how well it compressed (absent without --deflate).
+    pub deflate: Option<crate::deflate::DeflateSummary>,
 }
 
 impl Summary {
@@ -104,6 +122,9 @@ impl Summary {
             " (clean closes {}, receive buffer ring ran dry {}x)",
             self.closed_clean, self.recv_enobufs
         );
+        if let Some(d) = &self.deflate {
+            s.push_str(&d.text());
+        }
         if let Some(f) = self.fanout {
             let _ = writeln!(s, "pubsub:   {f:.1} deliveries per publish");
         }
@@ -115,15 +136,15 @@ impl Summary {
             self.client_rss_kib
                 .map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0)),
         );
-        if let Some(pid) = self.server_pid {
+        for u in &self.servers {
             let _ = writeln!(
                 s,
-                "server:   pid {pid} CPU {}% , {} CPU-µs/msg, RSS {}",
-                self.server_cpu_pct
-                    .map_or("?".into(), |v| format!("{v:.1}")),
-                self.server_cpu_us_per_msg
-                    .map_or("?".into(), |v| format!("{v:.2}")),
-                self.server_rss_kib
+                "server:   pid {} CPU {}% , {} CPU-µs/msg, {} CPU-µs/sent, RSS {}",
+                u.pid,
+                u.cpu_pct.map_or("?".into(), |v| format!("{v:.1}")),
+                u.cpu_us_per_msg.map_or("?".into(), |v| format!("{v:.2}")),
+                u.cpu_us_per_sent.map_or("?".into(), |v| format!("{v:.2}")),
+                u.rss_kib
                     .map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0)),
             );
         }
@@ -167,8 +188,26 @@ impl Summary {
         };
         let wall = m.wall;
         let measured = m.measured;
+        let per_sent =
+            |cpu: Duration| (all.sent > 0).then(|| cpu.as_secs_f64() * 1e6 / all.sent as f64);
+        let servers: Vec<ServerUsage> = args
+            .server_pid
+            .iter()
+            .enumerate()
+            .map(|(i, &pid)| {
+                let cpu = m.server_cpu.get(i).copied().flatten();
+                ServerUsage {
+                    pid,
+                    cpu_s: cpu.map(|d| d.as_secs_f64()),
+                    cpu_pct: cpu.map(|d| d.as_secs_f64() / wall.as_secs_f64() * 100.0),
+                    cpu_us_per_msg: cpu.map(per_msg),
+                    cpu_us_per_sent: cpu.and_then(per_sent),
+                    rss_kib: m.server_rss_kib.get(i).copied().flatten(),
+                }
+            })
+            .collect();
         Summary {
-            url: args.url.clone(),
+            url: args.url.join(" "),
             mode: args.mode.name().into(),
             conns: args.conns,
             publishers: args.publishers(),
@@ -203,12 +242,15 @@ impl Summary {
             fanout: (args.mode == Mode::Pubsub && all.sent > 0)
                 .then(|| all.received as f64 / all.sent as f64),
             client_rss_kib: m.client_rss_kib,
-            server_pid: args.server_pid,
-            server_cpu_pct: m
-                .server_cpu
-                .map(|d| d.as_secs_f64() / wall.as_secs_f64() * 100.0),
-            server_cpu_us_per_msg: m.server_cpu.map(per_msg),
-            server_rss_kib: m.server_rss_kib,
+            server_pid: servers.first().map(|u| u.pid),
+            server_cpu_pct: servers.first().and_then(|u| u.cpu_pct),
+            server_cpu_us_per_msg: servers.first().and_then(|u| u.cpu_us_per_msg),
+            server_rss_kib: servers.first().and_then(|u| u.rss_kib),
+            servers,
+            deflate: plan
+                .deflate
+                .as_ref()
+                .map(|o| crate::deflate::DeflateSummary::new(o, &all.deflate)),
         }
     }
 }

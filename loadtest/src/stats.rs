@@ -27,9 +27,11 @@ pub enum ErrKind {
     Mismatch,
     /// Rate mode: a connection fell too far behind its schedule; the message was not sent.
     RateBacklog,
+    /// wss://: the TLS handshake failed (certificate not trusted, alert, bad record) or a TLS error later.
+    Tls,
 }
 
-pub const ERR_KINDS: usize = 10;
+pub const ERR_KINDS: usize = 11;
 
 impl ErrKind {
     pub const ALL: [ErrKind; ERR_KINDS] = [
@@ -43,6 +45,7 @@ impl ErrKind {
         ErrKind::Protocol,
         ErrKind::Mismatch,
         ErrKind::RateBacklog,
+        ErrKind::Tls,
     ];
     pub fn name(self) -> &'static str {
         match self {
@@ -56,6 +59,7 @@ impl ErrKind {
             ErrKind::Protocol => "protocol",
             ErrKind::Mismatch => "mismatch",
             ErrKind::RateBacklog => "rate_backlog",
+            ErrKind::Tls => "tls",
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct ThreadStats {
     pub ramp: Duration,
     /// Multishot receives ended by an empty buffer ring (re-armed after buffers came back).
     pub recv_enobufs: u64,
+    /// `--deflate`: negotiation and compression counters.
+    pub deflate: crate::deflate::DeflateStats,
 }
 
 impl Default for ThreadStats {
@@ -125,6 +131,7 @@ impl Default for ThreadStats {
             closed_clean: 0,
             ramp: Duration::ZERO,
             recv_enobufs: 0,
+            deflate: Default::default(),
         }
     }
 }
@@ -154,6 +161,7 @@ impl ThreadStats {
         self.closed_clean += o.closed_clean;
         self.ramp = self.ramp.max(o.ramp);
         self.recv_enobufs += o.recv_enobufs;
+        self.deflate.merge(&o.deflate);
     }
 }
 

@@ -11,19 +11,24 @@ mod app;
 use app::DemoApp;
 use ringws::server::{Config, Server, ServerHandle};
 
+fn start_server() -> ServerHandle {
+    let mut c = Config::default();
+    c.bind = "127.0.0.1:0".parse().unwrap();
+    c.workers = 2;
+    c.pin_workers = false;
+    Server::new(c, DemoApp::new(&[])).unwrap().start().unwrap()
+}
+
 /// The ringws server shared by the tests of this file; returns its port.
 fn server() -> u16 {
     static SERVER: OnceLock<ServerHandle> = OnceLock::new();
-    SERVER
-        .get_or_init(|| {
-            let mut c = Config::default();
-            c.bind = "127.0.0.1:0".parse().unwrap();
-            c.workers = 2;
-            c.pin_workers = false;
-            Server::new(c, DemoApp::new(&[])).unwrap().start().unwrap()
-        })
-        .local_addr()
-        .port()
+    SERVER.get_or_init(start_server).local_addr().port()
+}
+
+/// A second, independent server (its topics are not shared with the first).
+fn other_server() -> u16 {
+    static SERVER: OnceLock<ServerHandle> = OnceLock::new();
+    SERVER.get_or_init(start_server).local_addr().port()
 }
 
 fn run(port: u16, extra: &[&str]) -> (i32, serde_json::Value) {
@@ -151,4 +156,46 @@ fn pubsub_deliveries() {
     let fanout = v["fanout"].as_f64().unwrap();
     assert!((5.0..=7.0).contains(&fanout), "{v:#}");
     assert!(v["latency_us"]["count"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn several_urls_spread_subscribers_and_keep_publishers_on_the_first() {
+    // Two servers that share nothing: 4 subscribers alternate between them, the publisher joins the first, so a
+    // publish reaches the 2 subscribers there and the publisher itself (3), never the 2 on the other server.
+    let (a, b) = (server(), other_server());
+    let other = format!("ws://127.0.0.1:{b}/broadcast");
+    let me = std::process::id().to_string();
+    let (code, v) = run_path(
+        a,
+        "/broadcast",
+        &[
+            "--url",
+            &other,
+            "--mode",
+            "pubsub",
+            "--conns",
+            "4",
+            "--rate",
+            "200",
+            "--sub-msg",
+            "",
+            "--pub-template",
+            "{payload}",
+            "--server-pid",
+            &me,
+            "--server-pid",
+            &me,
+        ],
+    );
+    assert_clean(code, &v);
+    assert_eq!(v["connected"], 5, "{v:#}");
+    let fanout = v["fanout"].as_f64().unwrap();
+    assert!((2.5..=3.5).contains(&fanout), "{v:#}");
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2, "{v:#}");
+    assert!(
+        servers.iter().all(|s| s["cpu_s"].as_f64().is_some()),
+        "{v:#}"
+    );
+    assert_eq!(v["server_pid"], servers[0]["pid"]);
 }

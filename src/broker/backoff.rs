@@ -26,12 +26,14 @@ impl Default for BackoffPolicy {
 }
 
 /// Where a reconnect loop is in its schedule.
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
     policy: BackoffPolicy,
     attempt: u32,
 }
 
+#[cfg(feature = "redis")]
 impl Backoff {
     pub(crate) fn new(policy: BackoffPolicy) -> Self {
         Backoff { policy, attempt: 0 }
@@ -70,9 +72,11 @@ impl Backoff {
 }
 
 /// A small xorshift64* generator for jitter (not for anything secret).
+#[cfg(feature = "redis")]
 #[derive(Debug, Clone)]
 pub(crate) struct Jitter(u64);
 
+#[cfg(feature = "redis")]
 impl Jitter {
     /// Seeded from the OS; falls back to a fixed odd seed if that fails (jitter only spreads retries).
     pub(crate) fn from_os() -> Self {
@@ -98,7 +102,7 @@ impl Jitter {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
 

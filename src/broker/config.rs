@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::backoff::BackoffPolicy;
 
 /// Settings of the Redis bridge. `Default` gives small, documented values; [`BrokerConfig::validate`] checks them
-/// (the bridge calls it on start).
+/// (the bridge calls it on start). The bridge needs the `redis` cargo feature (on by default); without it the type
+/// exists but never validates.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BrokerConfig {
@@ -86,12 +87,23 @@ impl BrokerConfig {
         }
     }
 
-    /// Check every field; the URL must parse as a Redis URL.
+    /// Check every field; the URL must parse as a Redis URL. In a build without the `redis` cargo feature every
+    /// configuration is refused ([`BrokerConfigError::NotBuilt`]).
     pub fn validate(&self) -> Result<(), BrokerConfigError> {
-        use redis::IntoConnectionInfo;
-        if let Err(e) = self.url.as_str().into_connection_info() {
-            return Err(BrokerConfigError::Url(e.to_string()));
+        #[cfg(not(feature = "redis"))]
+        return Err(BrokerConfigError::NotBuilt);
+        #[cfg(feature = "redis")]
+        {
+            use redis::IntoConnectionInfo;
+            if let Err(e) = self.url.as_str().into_connection_info() {
+                return Err(BrokerConfigError::Url(e.to_string()));
+            }
+            self.validate_limits()
         }
+    }
+
+    #[cfg(feature = "redis")]
+    fn validate_limits(&self) -> Result<(), BrokerConfigError> {
         let positive = [
             ("publish_queue", self.publish_queue),
             ("inbound_queue", self.inbound_queue),
@@ -137,6 +149,8 @@ pub enum BrokerConfigError {
     Zero(&'static str),
     /// `backoff.max` is below `backoff.base`.
     Backoff,
+    /// This build has no Redis bridge: the `redis` cargo feature (on by default) was turned off.
+    NotBuilt,
 }
 
 impl fmt::Display for BrokerConfigError {
@@ -149,13 +163,17 @@ impl fmt::Display for BrokerConfigError {
             BrokerConfigError::Backoff => {
                 write!(f, "broker backoff.max must be at least backoff.base")
             }
+            BrokerConfigError::NotBuilt => write!(
+                f,
+                "this build has no Redis support: build ringws with its `redis` cargo feature (on by default)"
+            ),
         }
     }
 }
 
 impl std::error::Error for BrokerConfigError {}
 
-#[cfg(test)]
+#[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;
 
@@ -186,5 +204,17 @@ mod tests {
         let mut c = BrokerConfig::new("redis://127.0.0.1");
         c.backoff.max = Duration::from_millis(1);
         assert_eq!(c.validate(), Err(BrokerConfigError::Backoff));
+    }
+}
+
+#[cfg(all(test, not(feature = "redis")))]
+mod tests_without_redis {
+    use super::*;
+
+    #[test]
+    fn every_config_is_refused_without_the_feature() {
+        let e = BrokerConfig::new("redis://127.0.0.1:6379").validate();
+        assert_eq!(e, Err(BrokerConfigError::NotBuilt));
+        assert!(e.unwrap_err().to_string().contains("`redis` cargo feature"));
     }
 }

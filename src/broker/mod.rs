@@ -22,30 +22,40 @@
 //!   [`BrokerConfig::probe_timeout`] the session is rebuilt.
 //!
 //! The seam is narrow on purpose: the bridge knows topics, payloads and a [`Sink`]; nothing about the reactor.
+//!
+//! The bridge needs the `redis` cargo feature (on by default), which brings in the `redis` crate and tokio. Without
+//! it, this module keeps its settings, counters and the envelope format (so `Config::broker` still exists), but
+//! [`BrokerConfig::validate`] refuses every configuration and there is no `Bridge`.
 
+#[cfg(not(feature = "redis"))]
+mod absent;
 mod backoff;
+#[cfg(feature = "redis")]
 mod bridge;
 mod config;
 pub mod envelope;
+#[cfg(feature = "redis")]
+mod handle;
+#[cfg(feature = "redis")]
 mod interest;
+#[cfg(feature = "redis")]
 mod seq;
 mod stats;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
 
 pub use backoff::BackoffPolicy;
 pub use config::{BrokerConfig, BrokerConfigError};
+#[cfg(feature = "redis")]
+pub use handle::Bridge;
 pub use stats::{BrokerSnapshot, BrokerStats};
 
-use backoff::Jitter;
-use bridge::Outgoing;
-use interest::Interest;
+/// What the server holds for its bridge: [`Bridge`], or, in a build without the `redis` feature, a type with no
+/// values (a `Config` with `broker` set never validates there).
+#[cfg(not(feature = "redis"))]
+pub(crate) use absent::Bridge;
 
 /// Where remote publishes go: the server implements it by framing the payload once and handing the frame to the
 /// workers that have subscribers for `topic` (through their bounded mailboxes).
@@ -99,181 +109,3 @@ impl fmt::Display for BrokerError {
 }
 
 impl std::error::Error for BrokerError {}
-
-/// State shared between the workers' side of the seam and the bridge thread.
-pub(crate) struct Shared {
-    pub(crate) config: BrokerConfig,
-    pub(crate) node_id: u64,
-    pub(crate) interest: Mutex<Interest>,
-    /// Wakes the bridge: a topic's first want or last unwant, a lost connection, shutdown.
-    pub(crate) wake: Notify,
-    pub(crate) stop: AtomicBool,
-    pub(crate) publish_tx: mpsc::Sender<Outgoing>,
-    health: AtomicU8,
-    pub(crate) stats: BrokerStats,
-}
-
-impl Shared {
-    pub(crate) fn lock_interest(&self) -> MutexGuard<'_, Interest> {
-        self.interest.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    pub(crate) fn health(&self) -> Health {
-        match self.health.load(Ordering::Acquire) {
-            1 => Health::Up,
-            2 => Health::Down,
-            _ => Health::Connecting,
-        }
-    }
-    pub(crate) fn set_health(&self, h: Health) {
-        let v = match h {
-            Health::Connecting => 0,
-            Health::Up => 1,
-            Health::Down => 2,
-        };
-        self.health.store(v, Ordering::Release);
-    }
-}
-
-/// The handle to the bridge thread. `Sync`: the workers share it (`&Bridge` from every thread).
-/// Dropping it (or [`Bridge::shutdown`]) stops the thread and closes the Redis connections.
-pub struct Bridge {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Bridge {
-    /// Validate `config` and start the bridge thread; it connects in the background (Redis may be down: the
-    /// bridge keeps retrying, and this still returns `Ok`).
-    pub fn start(config: BrokerConfig, sink: Arc<dyn Sink>) -> Result<Bridge, BrokerError> {
-        config.validate().map_err(BrokerError::Config)?;
-        let info = {
-            use redis::IntoConnectionInfo;
-            let info = config
-                .url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| BrokerError::Config(BrokerConfigError::Url(e.to_string())))?;
-            let redis = info
-                .redis_settings()
-                .clone()
-                .set_protocol(redis::ProtocolVersion::RESP3);
-            info.set_redis_settings(redis)
-        };
-        let client = redis::Client::open(info)
-            .map_err(|e| BrokerError::Config(BrokerConfigError::Url(e.to_string())))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(BrokerError::Io)?;
-        let node_id = config
-            .node_id
-            .unwrap_or_else(|| Jitter::from_os().next_u64());
-        let (publish_tx, rx) = mpsc::channel(config.publish_queue);
-        let shared = Arc::new(Shared {
-            interest: Mutex::new(Interest::new(config.linger)),
-            config,
-            node_id,
-            wake: Notify::new(),
-            stop: AtomicBool::new(false),
-            publish_tx,
-            health: AtomicU8::new(0),
-            stats: BrokerStats::default(),
-        });
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("ringws-broker".into())
-            .spawn(move || runtime.block_on(bridge::run(thread_shared, sink, rx, client)))
-            .map_err(BrokerError::Io)?;
-        Ok(Bridge {
-            shared,
-            thread: Mutex::new(Some(thread)),
-        })
-    }
-
-    /// A worker has its first local subscriber for `topic`. Balanced by [`Bridge::unwant`]; the channel is
-    /// subscribed while at least one want is outstanding. Takes a short mutex; never waits on Redis.
-    pub fn want(&self, topic: &str) {
-        if self.shared.lock_interest().want(topic) {
-            self.shared.wake.notify_one();
-        }
-    }
-
-    /// A worker lost its last local subscriber for `topic`. The channel is unsubscribed after the linger.
-    pub fn unwant(&self, topic: &str) {
-        if self.shared.lock_interest().unwant(topic) {
-            self.shared.wake.notify_one();
-        }
-    }
-
-    /// Send one local publish to the other nodes (call once per publish, not per worker). `payload` is the
-    /// message unframed (a server frame's payload slice shares its buffer). Never blocks: false if it was
-    /// dropped (Redis not connected, or the queue full), which is counted.
-    pub fn publish(&self, topic: Arc<str>, payload: Bytes, is_text: bool) -> bool {
-        if self.shared.health() != Health::Up {
-            stats::bump(&self.shared.stats.drop_disconnected);
-            return false;
-        }
-        match self.shared.publish_tx.try_send(Outgoing {
-            topic,
-            payload,
-            is_text,
-        }) {
-            Ok(()) => true,
-            Err(_) => {
-                stats::bump(&self.shared.stats.drop_queue_full);
-                false
-            }
-        }
-    }
-
-    /// Up, down (retrying) or still on the first attempt; anything but [`Health::Up`] means `/healthz` is
-    /// degraded.
-    pub fn health(&self) -> Health {
-        self.shared.health()
-    }
-
-    /// The counters now.
-    pub fn stats(&self) -> BrokerSnapshot {
-        self.shared.stats.snapshot()
-    }
-
-    /// This node's origin id (in every envelope it publishes).
-    pub fn node_id(&self) -> u64 {
-        self.shared.node_id
-    }
-
-    /// The Redis channel that carries `topic`.
-    pub fn channel_of(&self, topic: &str) -> String {
-        format!("{}{}", self.shared.config.channel_prefix, topic)
-    }
-
-    /// Topics some worker wants now.
-    pub fn wanted(&self) -> usize {
-        self.shared.lock_interest().wanted()
-    }
-
-    /// Stop the thread and wait for it (idempotent). Queued publishes are discarded.
-    pub fn shutdown(&self) {
-        self.shared.stop.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
-}
-
-impl fmt::Debug for Bridge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Bridge")
-            .field("node_id", &format_args!("{:016x}", self.shared.node_id))
-            .field("health", &self.health())
-            .finish()
-    }
-}

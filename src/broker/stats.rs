@@ -34,10 +34,12 @@ pub struct BrokerStats {
     pub(crate) probe_rtt_us: AtomicU64,
 }
 
+#[cfg(any(test, feature = "redis"))]
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
 }
 
+#[cfg(any(test, feature = "redis"))]
 pub(crate) fn add(c: &AtomicU64, n: u64) {
     if n != 0 {
         c.fetch_add(n, Relaxed);

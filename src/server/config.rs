@@ -72,7 +72,9 @@ pub struct Config {
     /// Pub/sub across nodes through Redis (`BrokerConfig::new("redis://HOST:PORT/DB")`; its limits are documented
     /// there). Default `None`: topics stay within this process. With it, one bridge thread per server subscribes
     /// the channels of the topics this node has subscribers for; Redis being down is not a start error (the
-    /// server serves locally, reports `degraded`, and keeps retrying).
+    /// server serves locally, reports `degraded`, and keeps retrying). Needs the `redis` cargo feature (on by
+    /// default; it compiles the `redis` crate and tokio): in a build without it, `Some` is refused by validation
+    /// (`broker: this build has no Redis support ...`).
     pub broker: Option<BrokerConfig>,
     /// What a connection must pass before its `101` (see [`crate::door`]): the `Origin` allowlist (default: the
     /// page's own origin, and clients that send no `Origin`), token authentication (default off), per-address

@@ -66,7 +66,6 @@ counters! {
     loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
     sends: "counter", "ringws_sends_total", "Send operations submitted to the kernel (send or sendmsg; one carries every frame a connection queued until then).";
     delayed_flushes: "counter", "ringws_delayed_flushes_total", "Sends made after holding a connection's frames for flush_delay (0 unless it is set).";
-    early_flushes: "counter", "ringws_early_flushes_total", "Times a loop turn sent its queued frames before its end because it had received many bytes (large messages).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
     recv_buffers_held: "gauge", "ringws_recv_buffers_held", "Receive buffers held by bytes queued for sending straight from them (sampled once a second).";
     zero_copy_sends: "counter", "ringws_zero_copy_sends_total", "Messages sent straight from the receive buffer they arrived in (no copy; large echoes).";

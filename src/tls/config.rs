@@ -170,15 +170,29 @@ impl Resumption {
     }
 }
 
-/// Builds the rustls configuration: ring provider, TLS 1.3 and 1.2 with rustls' safe defaults, ALPN `http/1.1`,
-/// no client certificates, no 0-RTT.
+/// The ring provider with TLS_AES_128_GCM_SHA256 moved to the front of rustls' default suite order (which puts
+/// AES-256-GCM with SHA-384 first). The server's order decides: AES-128-GCM is TLS 1.3's mandatory suite and what
+/// browsers prefer, and it is cheaper on both ends: four fewer AES rounds per block for every record, and a key
+/// schedule on SHA-256 (hardware SHA on current x86) instead of SHA-384. Measured in perf/tls.md: -12% server CPU
+/// per full handshake, -16% per resumed one, -6% per 16 KiB wss echo against an AES-256-preferring client.
+fn server_provider() -> rustls::crypto::CryptoProvider {
+    let mut provider = rustls::crypto::ring::default_provider();
+    let first = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256;
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != first.suite());
+    provider
+}
+
+/// Builds the rustls configuration: ring provider, TLS 1.3 and 1.2 with rustls' safe defaults (TLS_AES_128_GCM_SHA256
+/// preferred, [`server_provider`]), ALPN `http/1.1`, no client certificates, no 0-RTT.
 fn build(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     options: &TlsOptions,
     resumption: &Resumption,
 ) -> Result<Arc<ServerConfig>, TlsConfigError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(server_provider());
     let rejected = |e| TlsConfigError {
         path: None,
         kind: TlsConfigErrorKind::Rejected(e),
@@ -197,6 +211,8 @@ fn build(
     } else {
         config.send_tls13_tickets = 0;
     }
+    // The server's suite order decides (see `server_provider`).
+    config.ignore_client_order = true;
     config.max_early_data_size = 0;
     // TLS 1.3 sessions are handed over to the crate's record layer after the handshake (session.rs).
     config.enable_secret_extraction = true;

@@ -6,7 +6,9 @@ use std::collections::VecDeque;
 use ringws::handshake::ClientHandshake;
 use ringws::proto::Connection;
 
+use crate::deflate::ConnDeflate;
 use crate::frames::FrameTemplate;
+use crate::tls::TlsClient;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub(super) struct Conn {
     pub(super) hs: Option<Box<ClientHandshake>>,
     /// The ringws protocol core for this connection (decodes the server's frames).
     pub(super) proto: Option<Connection>,
+    /// wss://: the connection's TLS session (from the TCP connect on).
+    pub(super) tls: Option<Box<TlsClient>>,
+    /// permessage-deflate state, when negotiated (`--deflate`).
+    pub(super) deflate: Option<Box<ConnDeflate>>,
 }
 
 impl Conn {
@@ -86,6 +92,8 @@ impl Conn {
             tmpl: None,
             hs: None,
             proto: None,
+            tls: None,
+            deflate: None,
         }
     }
 }

@@ -2,11 +2,13 @@
 //! timeout, the WebSocket client handshake (bounded by a sweep with the same timeout), and the teardown. Failures are
 //! counted by kind and never retried.
 
+use ringws::deflate::DeflateParams;
 use ringws::proto::{Connection, Limits, Role};
 
 use super::conn::St;
 use super::state::Reactor;
 use super::workload;
+use crate::deflate::ConnDeflate;
 use crate::stats::{record_ns, ErrKind};
 
 /// The target's address in the form `connect` takes.
@@ -37,7 +39,7 @@ pub(super) fn sockaddr(
 impl Reactor {
     /// Open connection `i`: a socket with TCP_NODELAY, then an asynchronous connect with its timeout.
     pub(super) fn start_connect(&mut self, i: usize, now: u64) {
-        let family = if self.ctx.plan.target.addr.is_ipv4() {
+        let family = if self.ctx.plan.targets[self.target_of(i)].addr.is_ipv4() {
             libc::AF_INET
         } else {
             libc::AF_INET6
@@ -98,17 +100,26 @@ impl Reactor {
             self.connect_failed(i, kind);
             return;
         }
+        if !self.tls_start(i) {
+            return;
+        }
         let plan = &self.ctx.plan;
+        let target = &plan.targets[self.target_of(i)];
         let c = &mut self.conns[i];
         c.st = St::Handshaking;
         c.rbuf = vec![0u8; self.ctx.rbuf_size.max(1024)].into_boxed_slice();
         c.sbuf.clear();
+        if let Some(offer) = &plan.deflate {
+            let hs = *c.hs.take().expect("handshake");
+            c.hs = Some(Box::new(hs.with_extensions(&offer.header)));
+        }
         c.hs.as_ref().expect("handshake").write_request(
             &mut c.sbuf,
-            &plan.target.host,
-            &plan.target.path,
+            &target.host,
+            &target.path,
             &[],
         );
+        self.tls_seal(i);
         self.submit_send(i);
         self.arm_recv(i);
         let _ = now;
@@ -131,7 +142,7 @@ impl Reactor {
         let res =
             c.hs.as_ref()
                 .expect("handshake")
-                .parse_response(&c.rbuf[..c.rlen as usize]);
+                .parse_response_details(&c.rbuf[..c.rlen as usize]);
         match res {
             Ok(None) => {
                 if c.rlen as usize == c.rbuf.len() {
@@ -141,20 +152,50 @@ impl Reactor {
                 }
             }
             Err(_) => self.connect_failed(i, ErrKind::Handshake),
-            Ok(Some(consumed)) => self.handshake_done(i, consumed, now),
+            Ok(Some(r)) => {
+                let deflate = match (&self.ctx.plan.deflate, r.extensions.as_deref()) {
+                    (Some(offer), Some(v)) => match offer.accept(v) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            self.ctx.stats.deflate.bad_response.get_or_insert(e);
+                            self.connect_failed(i, ErrKind::Handshake);
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                if self.ctx.plan.deflate.is_some() {
+                    self.ctx
+                        .stats
+                        .deflate
+                        .note_handshake(deflate, r.extensions.as_deref());
+                }
+                self.handshake_done(i, r.consumed, deflate, now)
+            }
         }
     }
 
     /// The server accepted the upgrade (its response took `consumed` bytes): the connection is open. Frames that
     /// came with the response are decoded at once.
-    fn handshake_done(&mut self, i: usize, consumed: usize, now: u64) {
+    fn handshake_done(
+        &mut self,
+        i: usize,
+        consumed: usize,
+        deflate: Option<DeflateParams>,
+        now: u64,
+    ) {
         let c = &mut self.conns[i];
         let len = c.rlen as usize;
         c.rbuf.copy_within(consumed..len, 0);
         c.rlen = (len - consumed) as u32;
         c.hs = None;
         c.st = St::Open;
-        c.proto = Some(Connection::new(Role::Client, Limits::default()));
+        let mut proto = Connection::new(Role::Client, Limits::default());
+        if let Some(p) = deflate {
+            proto.set_rsv1_allowed(true);
+            c.deflate = Some(Box::new(ConnDeflate::new(p)));
+        }
+        c.proto = Some(proto);
         let rb = self.ctx.rbuf_size;
         if self.ctx.bufring.is_none() && c.rbuf.len() != rb && (c.rlen as usize) <= rb {
             let mut b = vec![0u8; rb].into_boxed_slice();
@@ -202,6 +243,8 @@ impl Reactor {
             c.tmpl = None;
             c.hs = None;
             c.proto = None;
+            c.tls = None;
+            c.deflate = None;
         }
     }
 }

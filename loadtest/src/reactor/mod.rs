@@ -24,6 +24,7 @@ mod recv;
 mod ring;
 mod send;
 mod state;
+mod tls;
 mod workload;
 
 use std::sync::Arc;
@@ -51,7 +52,11 @@ pub fn run_thread(
     let cq = ((2 * n + 256).next_power_of_two() as u32).clamp(8192, 65536);
     let mut ring = Ring::new(entries, cq).map_err(|e| std::io::Error::other(e.to_string()))?;
     let conns = new_slots(subs, n)?;
-    let (addr, addr_len) = connect::sockaddr(plan.target.addr);
+    let addrs = plan
+        .targets
+        .iter()
+        .map(|t| connect::sockaddr(t.addr))
+        .collect();
     // Multishot receives into a shared ring of provided buffers, unless LOADTEST_RECV=plain (or registration fails).
     let bufring = if std::env::var("LOADTEST_RECV").as_deref() == Ok("plain") {
         None
@@ -63,7 +68,11 @@ pub fn run_thread(
     let ctx = Ctx {
         stats: ThreadStats::default(),
         phase: Phase::Ramp,
-        pattern: frames::make_payload(plan.size),
+        pattern: if plan.json_payload {
+            crate::deflate::json_like_payload(plan.size)
+        } else {
+            frames::make_payload(plan.size)
+        },
         rbuf_size: own_recv_buf_size(&plan),
         open: 0,
         connecting: 0,
@@ -72,8 +81,7 @@ pub fn run_thread(
         end: u64::MAX,
         dirty: Vec::with_capacity(n),
         scratch: Vec::new(),
-        addr,
-        addr_len,
+        addrs,
         tick_ts: Box::new(types::Timespec::from(ring::TICK)),
         tick_armed: false,
         connect_ts: Box::new(
@@ -83,6 +91,8 @@ pub fn run_thread(
         ),
         bufring,
         starved: Vec::new(),
+        tls_plain: Vec::new(),
+        deflate: plan.deflate.is_some().then(Box::default),
         plan,
     };
     let mut r = Reactor {
@@ -134,7 +144,7 @@ fn new_slots(subs: usize, n: usize) -> std::io::Result<Vec<Conn>> {
 fn own_recv_buf_size(plan: &Plan) -> usize {
     let frame_len = plan.size + 10;
     match plan.mode {
-        Mode::Pubsub => 4096,
+        Mode::Pubsub | Mode::Handshake => 4096,
         Mode::Flood => 16 << 10,
         Mode::Echo => (frame_len * plan.inflight).clamp(512, 64 << 10),
         Mode::Rate => (frame_len * 4).clamp(512, 64 << 10),

@@ -9,6 +9,7 @@ use ringws::uring::cqueue;
 use super::conn::St;
 use super::state::Reactor;
 use super::workload;
+use crate::deflate;
 use crate::stats::ErrKind;
 
 impl Reactor {
@@ -27,7 +28,10 @@ impl Reactor {
             self.recv_end(i, res);
             return;
         }
-        c.rlen += res as u32;
+        if !self.tls_received(i, res as usize) {
+            return;
+        }
+        let c = &mut self.conns[i];
         if c.st == St::Handshaking {
             self.handshake_read(i, now);
             return;
@@ -52,7 +56,7 @@ impl Reactor {
             if let (Some(data), St::Open | St::Closing) = (data, self.conns[i].st) {
                 // SAFETY: the bytes stay valid and untouched by the kernel until the buffer is released below; the
                 // slice is not used after that (the raw pointer only ends the borrow of `self.ring`).
-                self.feed(i, unsafe { &mut *data }, now);
+                self.tls_feed(i, unsafe { &mut *data }, now);
             }
             self.ring
                 .bufs(self.ctx.bufring.expect("buffer ring"))
@@ -121,12 +125,38 @@ impl Reactor {
     }
 
     /// Feed received bytes to the connection's protocol core and queue what it wants to send (pongs, close).
-    fn feed(&mut self, i: usize, data: &mut [u8], now: u64) {
+    pub(super) fn feed(&mut self, i: usize, data: &mut [u8], now: u64) {
         let c = &mut self.conns[i];
         let Some(mut proto) = c.proto.take() else {
             return;
         };
-        let res = proto.handle_read(data, &mut |ev| self.on_event(i, ev, now));
+        let res = match (c.deflate.take(), self.ctx.deflate.take()) {
+            (Some(mut cd), Some(mut td)) => {
+                let in_window = now >= self.ctx.warm_end && now < self.ctx.end;
+                let mut rx = deflate::Rx::new(&mut td, &mut cd, in_window);
+                let res = proto.handle_read_with(data, &mut rx, &mut |ev| {
+                    if in_window {
+                        if let Event::Text(t) = &ev {
+                            self.ctx.stats.deflate.note_received(t.len());
+                        } else if let Event::Binary(b) = &ev {
+                            self.ctx.stats.deflate.note_received(b.len());
+                        }
+                    }
+                    self.on_event(i, ev, now)
+                });
+                if let Some(n) = rx.count {
+                    self.ctx.stats.deflate.absorb(n);
+                }
+                self.conns[i].deflate = Some(cd);
+                self.ctx.deflate = Some(td);
+                res
+            }
+            (cd, td) => {
+                self.conns[i].deflate = cd;
+                self.ctx.deflate = td;
+                proto.handle_read(data, &mut |ev| self.on_event(i, ev, now))
+            }
+        };
         let c = &mut self.conns[i];
         if res.is_err() {
             self.ctx.stats.err(ErrKind::Protocol);

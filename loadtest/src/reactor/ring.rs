@@ -124,10 +124,11 @@ impl Reactor {
 
     /// Connect `fd` (connection `i`) to the target, bounded by the linked connect timeout.
     pub(super) fn submit_connect(&mut self, i: usize, fd: i32) {
+        let (addr, addr_len) = &self.ctx.addrs[self.target_of(i)];
         let conn = opcode::Connect::new(
             types::Fd(fd),
-            self.ctx.addr.as_ref() as *const _ as *const libc::sockaddr,
-            self.ctx.addr_len,
+            addr.as_ref() as *const _ as *const libc::sockaddr,
+            *addr_len,
         )
         .build()
         .flags(SqeFlags::IO_LINK)

@@ -26,7 +26,8 @@ impl Reactor {
     fn flush(&mut self, i: usize, now: u64) {
         let ctx = &mut self.ctx;
         let c = &mut self.conns[i];
-        if c.send_busy || !matches!(c.st, St::Open | St::Closing) {
+        let tls_only = c.st == St::Handshaking && c.tls.as_ref().is_some_and(|t| t.wants_write());
+        if c.send_busy || !(matches!(c.st, St::Open | St::Closing) || tls_only) {
             return;
         }
         c.sbuf.clear();
@@ -38,7 +39,8 @@ impl Reactor {
         if ctx.phase == Phase::Run && c.st == St::Open {
             workload::write_messages(ctx, c, now);
         }
-        if !c.sbuf.is_empty() {
+        self.tls_seal(i);
+        if !self.conns[i].sbuf.is_empty() {
             self.submit_send(i);
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ringws::uring::{uring_types as types, Cqe, Ring};
 
 use super::conn::Conn;
+use crate::deflate::ThreadDeflate;
 use crate::plan::Plan;
 use crate::stats::{Live, ThreadStats};
 
@@ -41,9 +42,8 @@ pub(super) struct Ctx {
     pub(super) dirty: Vec<u32>,
     /// Scratch space for composing a publish.
     pub(super) scratch: Vec<u8>,
-    /// Target address for connect (stable for the kernel).
-    pub(super) addr: Box<libc::sockaddr_storage>,
-    pub(super) addr_len: libc::socklen_t,
+    /// Each target's address for connect (stable for the kernel), in `Plan::targets` order.
+    pub(super) addrs: Vec<(Box<libc::sockaddr_storage>, libc::socklen_t)>,
     /// The TCP connect timeout, linked to every connect (stable for the kernel).
     pub(super) connect_ts: Box<types::Timespec>,
     /// The tick's period, read by the kernel while the multishot tick is armed.
@@ -54,6 +54,10 @@ pub(super) struct Ctx {
     pub(super) bufring: Option<usize>,
     /// Connections whose multishot receive ended for lack of buffers; re-armed at the next turn.
     pub(super) starved: Vec<u32>,
+    /// wss://: plaintext decrypted from one receive (reused).
+    pub(super) tls_plain: Vec<u8>,
+    /// `--deflate`: the thread's inflater and compressors (None without it; taken out while a read uses it).
+    pub(super) deflate: Option<Box<ThreadDeflate>>,
 }
 
 pub(super) struct Reactor {
@@ -72,6 +76,12 @@ impl Reactor {
             c.dirty = true;
             self.ctx.dirty.push(i as u32);
         }
+    }
+
+    /// Which of the plan's targets connection `i` connects to.
+    #[inline]
+    pub(super) fn target_of(&self, i: usize) -> usize {
+        self.ctx.plan.target_of(i, self.conns[i].publisher)
     }
 
     /// Store this thread's totals for the progress line.

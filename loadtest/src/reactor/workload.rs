@@ -14,9 +14,12 @@
 
 use std::time::Duration;
 
+use ringws::proto::OpCode;
+
 use super::conn::{Conn, St};
 use super::state::{Ctx, Phase, Reactor};
 use crate::cli::Mode;
+use crate::deflate;
 use crate::frames::{self, FrameTemplate};
 use crate::plan::Plan;
 use crate::stats::{record_ns, ErrKind};
@@ -45,8 +48,9 @@ pub(super) fn write_messages(ctx: &mut Ctx, c: &mut Conn, now: u64) {
     let in_window = now >= ctx.warm_end && now < ctx.end;
     let k = match ctx.plan.mode {
         Mode::Echo | Mode::Flood => fill_window(ctx, c, now),
-        Mode::Rate => write_due(c),
-        Mode::Pubsub => write_publishes(ctx, c),
+        Mode::Rate => write_due(ctx, c, now),
+        Mode::Pubsub => write_publishes(ctx, c, now),
+        Mode::Handshake => 0, // runs in `crate::handshake`, not in the reactor
     };
     if in_window {
         ctx.stats.sent += k as u64;
@@ -55,10 +59,10 @@ pub(super) fn write_messages(ctx: &mut Ctx, c: &mut Conn, now: u64) {
 }
 
 /// Echo/flood: top the connection's window up to `--inflight` outstanding messages (echo stamps each send time).
-fn fill_window(ctx: &Ctx, c: &mut Conn, now: u64) -> usize {
+fn fill_window(ctx: &mut Ctx, c: &mut Conn, now: u64) -> usize {
     let room = ctx.plan.inflight.saturating_sub(c.outstanding as usize);
     let k = room.min(per_send(c));
-    write_from_template(c, k);
+    write_from_template(ctx, c, k, now);
     c.outstanding += k as u32;
     if ctx.plan.mode == Mode::Echo {
         for _ in 0..k {
@@ -69,21 +73,37 @@ fn fill_window(ctx: &Ctx, c: &mut Conn, now: u64) -> usize {
 }
 
 /// Rate: write the messages whose intended time has come (their stamps were queued by [`Reactor::assign_due`]).
-fn write_due(c: &mut Conn) -> usize {
+fn write_due(ctx: &mut Ctx, c: &mut Conn, now: u64) -> usize {
     let k = (c.due as usize).min(per_send(c));
-    write_from_template(c, k);
+    write_from_template(ctx, c, k, now);
     c.due -= k as u32;
     c.outstanding += k as u32;
     k
 }
 
 /// Pubsub: write every due publish, each carrying its intended send time.
-fn write_publishes(ctx: &mut Ctx, c: &mut Conn) -> usize {
+fn write_publishes(ctx: &mut Ctx, c: &mut Conn, now: u64) -> usize {
     let k = c.due as usize;
+    let count = now >= ctx.warm_end && now < ctx.end;
     for _ in 0..k {
         let t = c.stamps.pop_front().expect("stamp per due message");
         compose_publish(&mut ctx.scratch, &ctx.plan, t);
-        frames::write_client_frame_text(&mut c.sbuf, &ctx.scratch, c.key);
+        match (c.deflate.as_deref_mut(), ctx.deflate.as_deref_mut()) {
+            (Some(cd), Some(td)) => {
+                let (out, msg) = (&mut c.sbuf, &ctx.scratch);
+                deflate::write_message(
+                    td,
+                    cd,
+                    out,
+                    OpCode::Text,
+                    msg,
+                    c.key,
+                    &mut ctx.stats.deflate,
+                    count,
+                );
+            }
+            _ => frames::write_client_frame_text(&mut c.sbuf, &ctx.scratch, c.key),
+        }
     }
     c.due = 0;
     k
@@ -95,8 +115,31 @@ fn per_send(c: &Conn) -> usize {
     (MAX_SEND_BYTES / tmpl.len().max(1)).max(1)
 }
 
-/// Append `k` messages with the next sequence numbers to the send buffer.
-fn write_from_template(c: &mut Conn, k: usize) {
+/// Append `k` messages with the next sequence numbers to the send buffer (compressed with `--deflate`).
+fn write_from_template(ctx: &mut Ctx, c: &mut Conn, k: usize, now: u64) {
+    if let Some(cd) = c.deflate.as_deref_mut() {
+        let count = now >= ctx.warm_end && now < ctx.end;
+        let td = ctx.deflate.as_deref_mut().expect("thread deflate state");
+        for _ in 0..k {
+            ctx.scratch.clear();
+            ctx.scratch.extend_from_slice(&ctx.pattern);
+            let n = frames::seq_len(ctx.scratch.len());
+            frames::write_seq(&mut ctx.scratch[..n], c.send_seq);
+            let op = ctx.plan.opcode;
+            deflate::write_message(
+                td,
+                cd,
+                &mut c.sbuf,
+                op,
+                &ctx.scratch,
+                c.key,
+                &mut ctx.stats.deflate,
+                count,
+            );
+            c.send_seq += 1;
+        }
+        return;
+    }
     let tmpl = c.tmpl.as_ref().expect("template");
     for _ in 0..k {
         tmpl.write(&mut c.sbuf, c.send_seq);

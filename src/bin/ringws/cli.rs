@@ -66,6 +66,7 @@ pub struct Args {
     #[arg(long, env = "RINGWS_MAX_TLS_HANDSHAKES", default_value_t = d().max_tls_handshakes_per_worker)]
     max_tls_handshakes: usize,
     /// Pub/sub across nodes through Redis: redis://HOST:PORT[/DB] [default: none, topics stay in this process].
+    /// Needs the `redis` cargo feature (on by default).
     #[arg(long, env = "RINGWS_REDIS")]
     redis: Option<String>,
     /// Web pages allowed to open a WebSocket, comma-separated: `self` (the page's own origin), `*` (any page), or
@@ -142,6 +143,11 @@ impl Args {
             });
         }
         cfg.max_tls_handshakes_per_worker = self.max_tls_handshakes;
+        if self.redis.is_some() && !cfg!(feature = "redis") {
+            return Err("--redis: this ringws was built without Redis support (its `redis` cargo feature, on by \
+                        default, was turned off)"
+                .into());
+        }
         cfg.broker = self.redis.as_ref().map(|url| {
             let mut b = BrokerConfig::new(url.as_str());
             b.node_id = Some(random_node_id());

@@ -51,11 +51,6 @@ const HTTP_RESERVE: usize = 1024;
 /// The timers' period (see `timers.rs`).
 const TICK: Duration = Duration::from_secs(1);
 
-/// Received bytes after which the turn's queued sends go out at once (a submit without waiting) instead of at the
-/// turn's end: with large messages, the first echo then leaves while the rest of the batch is still being read, so
-/// the peer works on it in parallel instead of waiting for the whole batch (see PERF.md, 16 KiB).
-const EARLY_FLUSH_BYTES: usize = 16 << 10;
-
 /// The index of the worker's receive buffer ring in its `Ring`.
 const BUFS: usize = 0;
 
@@ -80,8 +75,6 @@ pub(crate) struct Worker<H: Handler> {
     tick_armed: bool,
     /// The tick fired since the last sweep.
     tick_due: bool,
-    /// Bytes received since the queued sends last went out (see `EARLY_FLUSH_BYTES`).
-    rx_unflushed: usize,
     /// Connections whose sends wait for `Config::flush_delay` (empty when it is zero).
     flush: FlushDelay,
     conns: Slab<Conn<H::Data>>,
@@ -140,7 +133,6 @@ impl<H: Handler> Worker<H> {
             tick_ts: Box::new(crate::uring::uring_types::Timespec::from(TICK)),
             tick_armed: false,
             tick_due: false,
-            rx_unflushed: 0,
             flush: FlushDelay::new(cfg.flush_delay),
             // Reserved up front (virtual memory: pages become resident only as slots are used), so growing to many
             // connections never copies the slab or leaves the old copy's pages resident.
@@ -175,7 +167,6 @@ impl<H: Handler> Worker<H> {
         self.arm_tick();
         loop {
             self.flush_dirty();
-            self.rx_unflushed = 0;
             self.local.c.loop_turns += 1;
             self.shared().stats[self.id].store(&self.local.c);
             // With the tick armed, wait for completions only (no hrtimer armed per wait); while shutting down (a
@@ -221,17 +212,7 @@ impl<H: Handler> Worker<H> {
             for c in &cqes {
                 let (kind, gen, slot) = ud_parts(c.user_data);
                 match kind {
-                    K_RECV => {
-                        self.on_recv(slot, gen, c.result, c.flags);
-                        if self.rx_unflushed >= EARLY_FLUSH_BYTES {
-                            self.rx_unflushed = 0;
-                            if !self.local.dirty.is_empty() {
-                                self.flush_dirty();
-                                self.local.c.early_flushes += 1;
-                                self.ring.submit();
-                            }
-                        }
-                    }
+                    K_RECV => self.on_recv(slot, gen, c.result, c.flags),
                     K_SEND => self.on_send(slot, gen, c.result),
                     K_ACCEPT => self.on_accept(c.result, c.flags),
                     K_EVENTFD => self.on_eventfd(),
@@ -283,7 +264,6 @@ impl<H: Handler> Worker<H> {
                 match bufs.take(b, n) {
                     Some(data) if live && !self.conns[slot as usize].is(DEAD) => {
                         self.local.c.bytes_in += n as u64;
-                        self.rx_unflushed += n;
                         let conn = &mut self.conns[slot as usize];
                         conn.last_rx = self.clock.secs;
                         conn.flags &= !PING_SENT;
