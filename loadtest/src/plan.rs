@@ -7,8 +7,8 @@ use std::time::Duration;
 use ringws::proto::OpCode;
 
 use crate::cli::{self, Args, Mode, Target};
-use crate::tls::{self, TlsSetup};
 use crate::deflate;
+use crate::tls::{self, TlsSetup};
 
 /// Monotonic clock in ns (CLOCK_MONOTONIC: the same clock in every thread, so pubsub timestamps compare).
 #[inline]
