@@ -19,17 +19,10 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::backoff::{Backoff, Jitter};
 use super::envelope::{self, Header, Kind, HEADER_LEN};
-use super::handle::Shared;
 use super::seq::{SeqSource, SeqTracker, Verdict};
+use super::shared::{Outgoing, Shared};
 use super::stats::{add, bump};
 use super::{Health, Sink};
-
-/// One local publish on its way to Redis.
-pub(crate) struct Outgoing {
-    pub(crate) topic: Arc<str>,
-    pub(crate) payload: Bytes,
-    pub(crate) is_text: bool,
-}
 
 /// Why a session ended.
 enum End {

@@ -2,51 +2,18 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
 use super::backoff::Jitter;
-use super::bridge::{self, Outgoing};
+use super::bridge;
 use super::interest::Interest;
+use super::shared::{Outgoing, Shared};
 use super::stats::{self, BrokerSnapshot, BrokerStats};
 use super::{BrokerConfig, BrokerConfigError, BrokerError, Health, Sink};
-
-/// State shared between the workers' side of the seam and the bridge thread.
-pub(crate) struct Shared {
-    pub(crate) config: BrokerConfig,
-    pub(crate) node_id: u64,
-    pub(crate) interest: Mutex<Interest>,
-    /// Wakes the bridge: a topic's first want or last unwant, a lost connection, shutdown.
-    pub(crate) wake: Notify,
-    pub(crate) stop: AtomicBool,
-    pub(crate) publish_tx: mpsc::Sender<Outgoing>,
-    health: AtomicU8,
-    pub(crate) stats: BrokerStats,
-}
-
-impl Shared {
-    pub(crate) fn lock_interest(&self) -> MutexGuard<'_, Interest> {
-        self.interest.lock().unwrap_or_else(|e| e.into_inner())
-    }
-    pub(crate) fn health(&self) -> Health {
-        match self.health.load(Ordering::Acquire) {
-            1 => Health::Up,
-            2 => Health::Down,
-            _ => Health::Connecting,
-        }
-    }
-    pub(crate) fn set_health(&self, h: Health) {
-        let v = match h {
-            Health::Connecting => 0,
-            Health::Up => 1,
-            Health::Down => 2,
-        };
-        self.health.store(v, Ordering::Release);
-    }
-}
 
 /// The handle to the bridge thread. `Sync`: the workers share it (`&Bridge` from every thread).
 /// Dropping it (or [`Bridge::shutdown`]) stops the thread and closes the Redis connections.

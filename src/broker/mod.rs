@@ -40,6 +40,8 @@ mod handle;
 mod interest;
 #[cfg(feature = "redis")]
 mod seq;
+#[cfg(feature = "redis")]
+mod shared;
 mod stats;
 
 use std::fmt;
