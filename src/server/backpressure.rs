@@ -5,7 +5,10 @@
 //! - a message is admitted into an empty queue whatever its size, otherwise only if the queue stays within `max`
 //!   (else `SendStatus::Dropped`; control frames are never dropped);
 //! - above `max / 2` queued bytes the connection stops reading (its recv is not re-armed) until the queue falls to
-//!   `max / 4`: a peer that does not read cannot make the server buffer its echoes without bound;
+//!   `max / 4`: a peer that does not read cannot make the server buffer its echoes without bound. Bytes the kernel
+//!   had already received when the pause began wait (copied, see `worker/paused.rs`) and are fed to the connection
+//!   when it resumes, one receive buffer at a time, so an echo loses nothing as long as `max / 2` leaves room for
+//!   the echoes of one receive buffer (`recv_buffer_size` plus the largest message);
 //! - a connection that went above `max / 4` gets `Handler::drain` once it is back at or below `max / 4`.
 
 /// The water marks derived from `max_backpressure`.

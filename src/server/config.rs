@@ -40,7 +40,9 @@ pub struct Config {
     /// Bytes a connection may have queued for sending. Past half of it the server stops reading from that
     /// connection (paused, not buffered without bound); a `send` that would exceed it is `Dropped`; `drain` fires
     /// when it falls below a quarter. A single message larger than this is still accepted into an empty queue.
-    /// Default 1 MiB.
+    /// Bytes already received when reading pauses wait and are processed on resume, so an echo never drops a
+    /// message while half of this leaves room for one receive buffer's echoes (`recv_buffer_size` plus the largest
+    /// message). Default 1 MiB.
     pub max_backpressure: usize,
     /// What a publish does to a subscriber over `max_backpressure`. Default `Drop`.
     pub slow_consumer: SlowConsumerPolicy,

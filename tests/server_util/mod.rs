@@ -204,3 +204,44 @@ pub fn metric(text: &str, name: &str) -> u64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
 }
+
+/// `conns` connections to `/echo`, each writing `per_conn` binary frames of 1 B to 70 KB without waiting for
+/// echoes, while its reader starts `reader_lag` late and then reads them back: every echo must come back intact
+/// and in order. The server's queues fill and its reads pause; nothing may be lost or reordered.
+pub fn flood_and_check_echoes(a: SocketAddr, conns: usize, per_conn: usize, reader_lag: Duration) {
+    let threads: Vec<_> = (0..conns)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut s = ws_raw(a, "/echo");
+                let mut r = s.try_clone().unwrap();
+                let msgs: Vec<Vec<u8>> = (0..per_conn)
+                    .map(|i| {
+                        let len = [1, 125, 126, 4096, 20_000, 70_000][(i + c) % 6];
+                        (0..len).map(|k| (k * 31 + i * 7 + c) as u8).collect()
+                    })
+                    .collect();
+                let sent = msgs.clone();
+                let w = std::thread::spawn(move || {
+                    for p in &sent {
+                        s.write_all(&frame(true, 0x2, p)).unwrap();
+                    }
+                });
+                std::thread::sleep(reader_lag);
+                for (i, p) in msgs.iter().enumerate() {
+                    let (b0, got) = read_frame(&mut r);
+                    assert_eq!(b0, 0x82, "connection {c} message {i}");
+                    assert!(
+                        &got == p,
+                        "connection {c} message {i}: {} bytes came back for {}",
+                        got.len(),
+                        p.len()
+                    );
+                }
+                w.join().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}

@@ -129,6 +129,50 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Backpressure let go of `slot` (its PAUSED flag was just cleared): feed it the bytes that arrived while it
+    /// was paused, one receive buffer's worth at a time, and re-arm its recv once they are all taken. If its queue
+    /// climbs over the pause mark again meanwhile, it pauses again with the rest kept (nothing dropped, nothing
+    /// reordered); the next drain resumes it here.
+    pub(super) fn resume_reading(&mut self, slot: u32) {
+        if let Some(mut input) = self.paused.take(slot) {
+            let piece = self.shared().config.recv_buffer_size as usize;
+            let bp = self.local.backpressure;
+            let mut fed = 0;
+            while fed < input.len() {
+                let end = (fed + piece).min(input.len());
+                let conn = &mut self.conns[slot as usize];
+                let peer_closed = super::feed(
+                    &*self.handler,
+                    &mut self.local,
+                    &self.limits,
+                    self.tls.as_mut(),
+                    slot,
+                    conn,
+                    &mut input[fed..end],
+                    None,
+                    self.clock.now,
+                );
+                fed = end;
+                if peer_closed {
+                    self.kill(slot, 1006);
+                    return;
+                }
+                let conn = &mut self.conns[slot as usize];
+                if conn.is(DEAD) {
+                    return;
+                }
+                if bp.should_pause(conn.out.queued()) {
+                    conn.flags |= PAUSED;
+                    self.local.c.backpressure_pauses += 1;
+                    input.drain(..fed);
+                    self.paused.put_back(slot, input);
+                    return;
+                }
+            }
+        }
+        self.arm_recv(slot);
+    }
+
     pub(super) fn apply_close_request(&mut self, slot: u32) {
         if let Some((code, reason)) = self.local.close_request.take() {
             self.close_ws(slot, code, &reason);
@@ -170,6 +214,7 @@ impl<H: Handler> Worker<H> {
             .unsubscribe_all(&local.shared.hub, &mut conn.topics, slot);
         // Releases the per-address slot now, not when the kernel lets go of the socket.
         local.admitted.remove(&slot);
+        self.paused.forget(slot);
         if conn.deflate != 0 {
             conn.deflate = 0;
             local.deflate.detach(slot);

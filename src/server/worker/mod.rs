@@ -9,7 +9,8 @@
 //!
 //! Files: this one holds the loop and the completion handlers; `io.rs` every submission (the ring glue);
 //! `lifecycle.rs` accept, teardown and shutdown; `http.rs` the HTTP phase; `session.rs` the WebSocket session;
-//! `timers.rs` the once-a-second sweep; `tls.rs` TLS between recv and the phases; `conn.rs` a connection's state.
+//! `timers.rs` the once-a-second sweep; `tls.rs` TLS between recv and the phases; `conn.rs` a connection's state;
+//! `paused.rs` the bytes that arrive after backpressure paused a connection's reads.
 //! Only this file and `io.rs` know io_uring.
 //!
 //! Slots are freed only when no recv is armed and no send is in flight; `user_data` carries a generation so a
@@ -19,6 +20,7 @@ mod conn;
 mod http;
 mod io;
 mod lifecycle;
+mod paused;
 mod session;
 mod timers;
 mod tls;
@@ -92,6 +94,8 @@ pub(crate) struct Worker<H: Handler> {
     stopping: Option<Instant>,
     /// Present when the server speaks TLS.
     tls: Option<tls::TlsWorker>,
+    /// Bytes received by paused connections, fed to them when they resume.
+    paused: paused::PausedInput,
 }
 
 impl<H: Handler> Worker<H> {
@@ -154,6 +158,7 @@ impl<H: Handler> Worker<H> {
             accept_retry_at: None,
             stopping: None,
             tls,
+            paused: paused::PausedInput::default(),
         })
     }
 
@@ -196,6 +201,7 @@ impl<H: Handler> Worker<H> {
                 self.sweep();
                 self.apply_ring_holds();
                 self.local.c.recv_buffers_held = self.ring.bufs(BUFS).held() as u64;
+                self.local.c.paused_input_bytes = self.paused.bytes() as u64;
             }
             if self.shutdown_done() {
                 break;
@@ -267,35 +273,23 @@ impl<H: Handler> Worker<H> {
                         let conn = &mut self.conns[slot as usize];
                         conn.last_rx = self.clock.secs;
                         conn.flags &= !PING_SENT;
-                        let h = &*self.handler;
-                        let now = self.clock.now;
-                        match conn.phase {
-                            _ if conn.tls.is_some() => {
-                                let tw = self
-                                    .tls
-                                    .as_mut()
-                                    .expect("TLS sessions only on a TLS worker");
-                                peer_closed = tls::read(
-                                    h,
-                                    &mut self.local,
-                                    &self.limits,
-                                    tw,
-                                    slot,
-                                    conn,
-                                    data,
-                                    now,
-                                );
-                            }
-                            Phase::Ws { .. } => {
-                                // Large payloads of this read can be sent straight from its buffer.
-                                self.local.rx = Some(RxSpan::of(data, b));
-                                session::read(h, &mut self.local, slot, conn, data, now);
-                                self.local.rx = None;
-                            }
-                            Phase::Http { .. } => {
-                                http::read(h, &mut self.local, &self.limits, slot, conn, data, now)
-                            }
-                            Phase::Done => {}
+                        if conn.is(PAUSED) || self.paused.has(slot) {
+                            // Posted before the pause's cancel took effect: kept for when it resumes.
+                            self.paused.hold(slot, data);
+                        } else {
+                            // Large payloads of this read can be sent straight from its buffer.
+                            let rx = RxSpan::of(data, b);
+                            peer_closed = feed(
+                                &*self.handler,
+                                &mut self.local,
+                                &self.limits,
+                                self.tls.as_mut(),
+                                slot,
+                                conn,
+                                data,
+                                Some(rx),
+                                self.clock.now,
+                            );
                         }
                     }
                     _ => {}
@@ -374,7 +368,7 @@ impl<H: Handler> Worker<H> {
         if !self.local.backpressure.above_low(conn.out.queued()) {
             if conn.is(PAUSED) {
                 conn.flags &= !PAUSED;
-                self.arm_recv(slot);
+                self.resume_reading(slot);
             }
             let conn = &mut self.conns[slot as usize];
             if conn.is(ABOVE_LOW) {
@@ -436,4 +430,35 @@ impl<H: Handler> Worker<H> {
             }
         }
     }
+}
+
+/// Hand received bytes to a connection: through its TLS session if it has one, then to its phase (the HTTP head or
+/// the WebSocket session). `rx`: where the bytes lie in the receive ring, so large payloads can be sent from there
+/// (None for bytes copied out of it). Returns whether the peer closed (a TLS close_notify).
+#[allow(clippy::too_many_arguments)]
+fn feed<H: Handler>(
+    h: &H,
+    local: &mut Local,
+    limits: &Limits,
+    tls: Option<&mut tls::TlsWorker>,
+    slot: u32,
+    conn: &mut Conn<H::Data>,
+    data: &mut [u8],
+    rx: Option<RxSpan>,
+    now: Instant,
+) -> bool {
+    if conn.tls.is_some() {
+        let tw = tls.expect("TLS sessions only on a TLS worker");
+        return tls::read(h, local, limits, tw, slot, conn, data, now);
+    }
+    match conn.phase {
+        Phase::Ws { .. } => {
+            local.rx = rx;
+            session::read(h, local, slot, conn, data, now);
+            local.rx = None;
+        }
+        Phase::Http { .. } => http::read(h, local, limits, slot, conn, data, now),
+        Phase::Done => {}
+    }
+    false
 }
