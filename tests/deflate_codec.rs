@@ -9,10 +9,10 @@ use miniz_oxide::inflate::core::{decompress, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
 use proptest::prelude::*;
 use proto_util::*;
-use ringws::deflate::codec::{write_frame, History};
+use ringws::deflate::codec::{write_frame, History, SMALL_MESSAGE};
 use ringws::deflate::{
-    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater, Skip,
-    DEFAULT_LEVEL, DEFAULT_THRESHOLD,
+    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater,
+    SharedDeflater, Skip, DEFAULT_LEVEL, DEFAULT_THRESHOLD,
 };
 use ringws::proto::{Connection, DecompressError, Decompressor, Limits, OpCode, Role};
 
@@ -581,6 +581,39 @@ fn history_window() {
 /// zlib-rs 0.6.8's level-1 path panicked on ~70 KB of random bytes compressed in one call; the codec feeds it in
 /// bounded steps. Large messages of every mix (random, repetitive, half and half), shared and dedicated, every
 /// window and the default level: no panic, and what compresses inflates back.
+/// Shared mode's compressor: every message, small or large (its two streams), inflates on its own with a fresh
+/// inflater (no context taken over from the message before), in any order, and JSON shrinks.
+#[test]
+fn shared_deflater_messages_stand_alone_across_both_streams() {
+    let mut inf = Inflater::new();
+    for bits in [9u8, 15] {
+        let mut d = SharedDeflater::new(bits, DEFAULT_LEVEL);
+        let sizes = [
+            1000usize,
+            200,
+            4096,
+            SMALL_MESSAGE,
+            SMALL_MESSAGE + 1,
+            16384,
+            100_000,
+            200,
+        ];
+        for (k, &n) in sizes.iter().enumerate() {
+            // The same record twice in a row: a stream that kept its context would refer back to the first.
+            for _ in 0..2 {
+                let msg = json(n, k as u64);
+                let mut z = Vec::new();
+                let len = d
+                    .compress(&msg, &mut z)
+                    .unwrap_or_else(|e| panic!("{n} B, window {bits}: {e:?}"));
+                assert_eq!(len, z.len());
+                assert!(z.len() < msg.len(), "{n} B");
+                assert_eq!(inf.inflate(&z, false, 1 << 20).unwrap(), &msg[..], "{n} B");
+            }
+        }
+    }
+}
+
 #[test]
 fn large_incompressible_messages_never_panic() {
     let mut x: u32 = 0x9e37_79b9;
