@@ -130,3 +130,33 @@ fn a_peer_that_stops_reading_holds_no_receive_buffer() {
     drop(srv); // closes the stalled peer too, which ends the writer
     drop(writer.join().unwrap());
 }
+
+/// The receive ring is provided lazily: a worker starts with 8 buffers given to the kernel (so a quiet server never
+/// touches the rest of the ring's memory) and gives more, doubling, only when a receive runs out; the echoes of a
+/// flood that forces it to grow all come back intact.
+#[test]
+fn the_receive_ring_grows_only_when_receives_run_out() {
+    let mut c = config();
+    c.workers = 1;
+    c.recv_buffers = 64;
+    c.recv_buffer_size = 4096;
+    let srv = start(c);
+    let a = srv.local_addr();
+    let provided = || {
+        // Sampled once a second.
+        std::thread::sleep(Duration::from_millis(1100));
+        metric(&srv.context().metrics_text(), "ringws_recv_buffers_provided")
+    };
+    let mut s = ws_raw(a, "/echo");
+    for i in 0..20 {
+        assert_echo(&mut s, format!("small {i}").as_bytes());
+    }
+    assert_eq!(provided(), 8, "a light load needs no more than the first buffers");
+    // Three connections writing ~1.9 MB each through 4 KiB buffers: the kernel runs out of buffers.
+    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100));
+    let m = srv.context().metrics_text();
+    assert!(metric(&m, "ringws_recv_enobufs_total") >= 1, "{m}");
+    let grown = provided();
+    assert!((16..=64).contains(&grown), "{grown} buffers provided");
+    assert_echo(&mut s, b"still here");
+}

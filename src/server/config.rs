@@ -61,7 +61,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// listen(2) backlog per worker. Default 4096.
     pub backlog: u32,
-    /// Receive buffers in each worker's provided-buffer ring (power of two). Default 64.
+    /// Receive buffers in each worker's provided-buffer ring (power of two). Default 64. A worker starts by giving
+    /// the kernel 8 of them and doubles that whenever a receive runs out (`ringws_recv_buffers_provided`), so the
+    /// memory of buffers it never needs is never touched.
     pub recv_buffers: u16,
     /// Size of each receive buffer (consumed incrementally where the kernel supports it). Default 64 KiB.
     pub recv_buffer_size: u32,

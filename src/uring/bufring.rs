@@ -6,6 +6,10 @@
 //! consumed offset and give it back only on a completion without `IORING_CQE_F_BUF_MORE`. Without incremental
 //! consumption every completion consumes a whole buffer, which goes back right after its bytes are processed.
 //!
+//! Lazily provided: a ring starts with only `initial` of its buffers given to the kernel and [`BufRing::grow`] gives it
+//! more (doubling) when a receive reports `ENOBUFS`, so the memory of buffers a quiet worker never needs is never
+//! touched (the mapping is reserved whole; only pages the kernel or we write become resident).
+//!
 //! Invariant: a buffer the kernel reported is returned exactly once, whatever the completion (data, error, cancel,
 //! stale connection); the ring tail is published before every `io_uring_enter` (by [`super::Ring`]).
 //!
@@ -38,6 +42,8 @@ pub struct BufRing {
     /// Buffers the kernel is done with that wait for their holds to end before going back.
     parked: Box<[bool]>,
     tail: u16,
+    /// Buffers `0..provided` have been given to the kernel; the rest were never touched.
+    provided: u16,
     /// Whether the kernel consumes buffers incrementally (`IOU_PBUF_RING_INC`, Linux 6.12+).
     pub incremental: bool,
     /// The buffer group id to pass to receives with buffer select.
@@ -63,13 +69,15 @@ fn mmap_anon(bytes: usize) -> io::Result<NonNull<u8>> {
 }
 
 impl BufRing {
-    /// Map the ring and the buffers and register them with `bgid`. Tries incremental consumption first.
+    /// Map the ring and the buffers and register them with `bgid`, giving the kernel the first `initial` buffers
+    /// (at least one; see [`BufRing::grow`]). Tries incremental consumption first.
     /// Only [`super::Ring`] calls this, and it owns the result for the lifetime of the registration.
     pub(super) fn register(
         submitter: &Submitter<'_>,
         entries: u16,
         buf_size: u32,
         bgid: u16,
+        initial: u16,
     ) -> io::Result<BufRing> {
         if !entries.is_power_of_two() {
             return Err(io::Error::new(
@@ -99,10 +107,11 @@ impl BufRing {
             holds: vec![0; entries as usize].into_boxed_slice(),
             parked: vec![false; entries as usize].into_boxed_slice(),
             tail: 0,
+            provided: initial.clamp(1, entries),
             incremental: true,
             bgid,
         };
-        for bid in 0..entries {
+        for bid in 0..br.provided {
             br.push(bid);
         }
         br.publish();
@@ -131,6 +140,25 @@ impl BufRing {
         e.set_bid(bid);
         self.offsets[bid as usize] = 0;
         self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Give the kernel buffers it has never had (as many again as it has, up to all of them): a receive ran out
+    /// (`ENOBUFS`). Returns false when every buffer is already provided. Visible to the kernel at the next publish.
+    pub fn grow(&mut self) -> bool {
+        if self.provided == self.entries {
+            return false;
+        }
+        let to = self.provided.saturating_mul(2).min(self.entries);
+        for bid in self.provided..to {
+            self.push(bid);
+        }
+        self.provided = to;
+        true
+    }
+
+    /// Buffers given to the kernel so far (a gauge: at most `entries`; their memory may be resident).
+    pub fn provided(&self) -> u16 {
+        self.provided
     }
 
     /// Make every pushed buffer visible to the kernel.
@@ -231,7 +259,7 @@ mod tests {
     #[test]
     fn a_held_buffer_goes_back_only_when_its_last_hold_ends() {
         let mut r = super::super::Ring::new(8, 16).expect("io_uring available");
-        let i = r.add_buf_ring(4, 4096, 1).unwrap();
+        let i = r.add_buf_ring(4, 4096, 1, 4).unwrap();
         let b = r.bufs(i);
         assert_eq!(b.tail, 4, "every buffer starts with the kernel");
         b.hold(0);
@@ -253,5 +281,24 @@ mod tests {
         b.unhold(99);
         b.release(99, false);
         assert_eq!(b.tail, 6);
+    }
+
+    #[test]
+    fn a_lazy_ring_grows_by_doubling_up_to_its_size() {
+        let mut r = super::super::Ring::new(8, 16).expect("io_uring available");
+        let i = r.add_buf_ring(16, 4096, 1, 3).unwrap();
+        let b = r.bufs(i);
+        assert_eq!(
+            (b.provided(), b.tail),
+            (3, 3),
+            "only the first buffers are given at first"
+        );
+        assert!(b.grow());
+        assert_eq!((b.provided(), b.tail), (6, 6));
+        assert!(b.grow() && b.grow());
+        assert_eq!(b.provided(), 16, "capped at the ring's size");
+        assert_eq!(b.tail, 16, "each buffer given exactly once");
+        assert!(!b.grow(), "nothing left to give");
+        assert_eq!(b.tail, 16);
     }
 }

@@ -144,9 +144,16 @@ impl Ring {
     }
 
     /// Register a provided-buffer ring of `entries` (a power of two) buffers of `buf_size` bytes as group `bgid`;
-    /// returns its index for [`Ring::bufs`]. Incremental consumption is used where the kernel has it (6.12+).
-    pub fn add_buf_ring(&mut self, entries: u16, buf_size: u32, bgid: u16) -> io::Result<usize> {
-        let br = BufRing::register(&self.uring.submitter(), entries, buf_size, bgid)?;
+    /// returns its index for [`Ring::bufs`]. The kernel gets the first `initial` buffers now and more through
+    /// [`BufRing::grow`]. Incremental consumption is used where the kernel has it (6.12+).
+    pub fn add_buf_ring(
+        &mut self,
+        entries: u16,
+        buf_size: u32,
+        bgid: u16,
+        initial: u16,
+    ) -> io::Result<usize> {
+        let br = BufRing::register(&self.uring.submitter(), entries, buf_size, bgid, initial)?;
         self.bufs.push(br);
         Ok(self.bufs.len() - 1)
     }
@@ -274,7 +281,7 @@ mod tests {
     #[test]
     fn ring_with_a_buffer_ring_round_trips_a_nop() {
         let mut r = Ring::new(8, 16).expect("io_uring available");
-        let i = r.add_buf_ring(4, 4096, 3).unwrap();
+        let i = r.add_buf_ring(4, 4096, 3, 4).unwrap();
         assert_eq!(r.bufs(i).bgid, 3);
         let e = opcode::Nop::new().build().user_data(42);
         // SAFETY: a no-op carries no pointers.

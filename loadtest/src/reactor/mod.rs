@@ -61,7 +61,7 @@ pub fn run_thread(
     let bufring = if std::env::var("LOADTEST_RECV").as_deref() == Ok("plain") {
         None
     } else {
-        ring.add_buf_ring(512, provided_buf_size(&plan) as u32, ring::BGID)
+        ring.add_buf_ring(512, provided_buf_size(&plan) as u32, ring::BGID, 512)
             .ok()
     };
     let ct = plan.connect_timeout;

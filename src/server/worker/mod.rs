@@ -55,6 +55,9 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The index of the worker's receive buffer ring in its `Ring`.
 const BUFS: usize = 0;
+/// Receive buffers a worker gives the kernel at start; it doubles them (up to `Config::recv_buffers`) each time a
+/// receive runs out, so a worker that never needs the whole ring never touches its memory.
+const RECV_BUFFERS_INITIAL: u16 = 8;
 
 /// The worker's clock: read once per loop turn.
 struct Clock {
@@ -111,7 +114,12 @@ impl<H: Handler> Worker<H> {
         let mut ring = Ring::new(cfg.ring_entries, cfg.ring_entries * 4)
             .map_err(|e| StartError::IoUringUnavailable(e.advice))?;
         let bufs = ring
-            .add_buf_ring(cfg.recv_buffers, cfg.recv_buffer_size, 0)
+            .add_buf_ring(
+                cfg.recv_buffers,
+                cfg.recv_buffer_size,
+                0,
+                RECV_BUFFERS_INITIAL,
+            )
             .map_err(StartError::Io)?;
         debug_assert_eq!(bufs, BUFS);
         let mut local = Local::new(shared.clone(), id);
@@ -200,7 +208,9 @@ impl<H: Handler> Worker<H> {
                 self.tick_due = false;
                 self.sweep();
                 self.apply_ring_holds();
-                self.local.c.recv_buffers_held = self.ring.bufs(BUFS).held() as u64;
+                let bufs = self.ring.bufs(BUFS);
+                self.local.c.recv_buffers_held = bufs.held() as u64;
+                self.local.c.recv_buffers_provided = u64::from(bufs.provided());
                 self.local.c.paused_input_bytes = self.paused.bytes() as u64;
             }
             if self.shutdown_done() {
@@ -316,6 +326,8 @@ impl<H: Handler> Worker<H> {
         match -res {
             libc::ENOBUFS => {
                 self.local.c.enobufs += 1;
+                // The kernel used up the buffers it has: give it more (untouched ones), if any are left.
+                self.ring.bufs(BUFS).grow();
                 if !more {
                     self.starved.push(slot);
                 }
