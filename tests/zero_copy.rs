@@ -145,13 +145,20 @@ fn the_receive_ring_grows_only_when_receives_run_out() {
     let provided = || {
         // Sampled once a second.
         std::thread::sleep(Duration::from_millis(1100));
-        metric(&srv.context().metrics_text(), "ringws_recv_buffers_provided")
+        metric(
+            &srv.context().metrics_text(),
+            "ringws_recv_buffers_provided",
+        )
     };
     let mut s = ws_raw(a, "/echo");
     for i in 0..20 {
         assert_echo(&mut s, format!("small {i}").as_bytes());
     }
-    assert_eq!(provided(), 8, "a light load needs no more than the first buffers");
+    assert_eq!(
+        provided(),
+        8,
+        "a light load needs no more than the first buffers"
+    );
     // Three connections writing ~1.9 MB each through 4 KiB buffers: the kernel runs out of buffers.
     flood_and_check_echoes(a, 3, 120, Duration::from_millis(100));
     let m = srv.context().metrics_text();

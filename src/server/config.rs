@@ -104,11 +104,13 @@ pub struct Config {
     /// while the connection is sending (released when it goes idle). `Off`: offers are ignored. See the README's
     /// compression section.
     pub compression: Compression,
-    /// Write delay: a connection's outgoing frames are held for up to this long after the first of them is
-    /// queued, so that those queued meanwhile leave in the same send (fewer, fuller packets and fewer wake-ups of
-    /// the peer, at the price of up to this much added latency; like Nagle's algorithm, but bounded and chosen per
-    /// server). One deadline per worker, no timer per connection. Default zero: every loop turn sends what it
-    /// queued at once. At most 1 s.
+    /// Coalescing delay: a worker that is woken gathers what arrives for up to this long before it reads and
+    /// answers it, so a burst costs one wake-up and its answers leave together in fewer, fuller packets (fewer
+    /// wake-ups of the peer too), at the price of up to this much added latency; like Nagle's algorithm or
+    /// interrupt moderation, but bounded and chosen per server. The worker still sleeps while idle, and a wait
+    /// returns early once 256 completions are in. Default zero: every completion is handled at once. At most 1 s.
+    /// Needs Linux 6.12+ (io_uring's minimum wait time); elsewhere a non-zero value fails `start` with
+    /// `StartError::Unsupported`. Its CPU and latency curve: PERF.md.
     pub flush_delay: Duration,
     /// Messages shorter than this go uncompressed (a per-message opt-out is `WebSocket::send_uncompressed`).
     /// Default 64 bytes.

@@ -19,6 +19,8 @@ pub enum StartError {
     Io(io::Error),
     /// The TLS certificate or key (`Config::tls`) cannot be used; the error names the file and the problem.
     Tls(TlsConfigError),
+    /// A config option this kernel cannot provide; the message names it and what it needs.
+    Unsupported(&'static str),
 }
 
 impl std::fmt::Display for StartError {
@@ -29,6 +31,7 @@ impl std::fmt::Display for StartError {
             StartError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             StartError::Io(e) => write!(f, "{e}"),
             StartError::Tls(e) => write!(f, "TLS certificate: {e}"),
+            StartError::Unsupported(why) => f.write_str(why),
         }
     }
 }

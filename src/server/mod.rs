@@ -22,7 +22,6 @@ mod backpressure;
 mod compress;
 pub mod config;
 mod error;
-mod flush_delay;
 pub mod handler;
 mod id;
 mod local;

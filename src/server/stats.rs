@@ -65,7 +65,6 @@ counters! {
     cross_worker_dropped: "counter", "ringws_cross_worker_dropped_total", "Publishes not delivered to another worker because its queue was full.";
     loop_turns: "counter", "ringws_loop_turns_total", "Event loop turns (one io_uring_enter each).";
     sends: "counter", "ringws_sends_total", "Send operations submitted to the kernel (send or sendmsg; one carries every frame a connection queued until then).";
-    delayed_flushes: "counter", "ringws_delayed_flushes_total", "Sends made after holding a connection's frames for flush_delay (0 unless it is set).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
     paused_input_bytes: "gauge", "ringws_paused_input_bytes", "Bytes received by connections whose reads backpressure paused, waiting for them to resume (sampled once a second).";
     recv_buffers_provided: "gauge", "ringws_recv_buffers_provided", "Receive buffers given to the kernel so far (grows from 8 to recv_buffers when receives run out; sampled once a second).";

@@ -24,6 +24,9 @@ pub use bufring::BufRing;
 pub use io_uring::squeue::{Entry as Sqe, Flags as SqeFlags};
 pub use io_uring::{cqueue, opcode, types as uring_types};
 
+/// The overall timeout of a coalescing wait that has none of its own (see [`Ring::submit_and_wait_batched`]).
+const IDLE_WAIT: Duration = Duration::from_secs(60);
+
 /// One completion, copied out of the completion queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cqe {
@@ -95,6 +98,8 @@ pub struct Ring {
     uring: IoUring,
     bufs: Vec<BufRing>,
     mode: SetupMode,
+    /// The kernel honours a wait's `min_wait_usec` (`IORING_FEAT_MIN_TIMEOUT`, Linux 6.12+).
+    min_wait: bool,
 }
 
 impl Ring {
@@ -119,11 +124,13 @@ impl Ring {
             f(&mut b);
             match b.build(entries) {
                 Ok(uring) => {
+                    let min_wait = uring.params().is_feature_min_timeout();
                     return Ok(Ring {
                         uring,
                         bufs: Vec::new(),
                         mode,
-                    })
+                        min_wait,
+                    });
                 }
                 // EINVAL: this kernel does not know a flag; try the next set. Anything else will not get better.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
@@ -141,6 +148,11 @@ impl Ring {
     /// Which setup flags the kernel accepted.
     pub fn mode(&self) -> SetupMode {
         self.mode
+    }
+
+    /// Whether [`Ring::submit_and_wait_batched`] can coalesce (the kernel has `IORING_FEAT_MIN_TIMEOUT`, 6.12+).
+    pub fn can_coalesce(&self) -> bool {
+        self.min_wait
     }
 
     /// Register a provided-buffer ring of `entries` (a power of two) buffers of `buf_size` bytes as group `bgid`;
@@ -219,12 +231,36 @@ impl Ring {
     /// completion queue (`EBUSY`) is not an error: the caller reaps whatever completed and enters again, so no
     /// completion is lost.
     pub fn submit_and_wait(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.submit_and_wait_batched(timeout, None)
+    }
+
+    /// [`Ring::submit_and_wait`], coalescing: with `batch = Some((want, min_wait))` the wait returns once `want`
+    /// completions are there, or once `min_wait` has passed since the call and at least one is (Linux 6.12+,
+    /// `IORING_FEAT_MIN_TIMEOUT`; see [`Ring::can_coalesce`]: elsewhere `batch` is ignored), so completions
+    /// arriving close together are handled in one wake-up.
+    pub fn submit_and_wait_batched(
+        &mut self,
+        timeout: Option<Duration>,
+        batch: Option<(usize, Duration)>,
+    ) -> io::Result<()> {
         self.publish_bufs();
+        let (want, min_us) = match batch {
+            Some((n, d)) if self.min_wait => {
+                (n.max(1), d.as_micros().clamp(1, u32::MAX as u128) as u32)
+            }
+            _ => (1, 0),
+        };
+        // A minimum wait needs an overall timeout: without one the kernel ends the wait when the minimum passes,
+        // even with nothing completed (a periodic wake-up while idle). A long one keeps an idle ring asleep.
+        let timeout = match timeout {
+            None if min_us > 0 => Some(IDLE_WAIT),
+            t => t,
+        };
         let r = match timeout {
             Some(t) => {
                 let ts = types::Timespec::from(t);
-                let args = types::SubmitArgs::new().timespec(&ts);
-                self.uring.submitter().submit_with_args(1, &args)
+                let args = types::SubmitArgs::new().min_wait_usec(min_us).timespec(&ts);
+                self.uring.submitter().submit_with_args(want, &args)
             }
             None => self.uring.submitter().submit_and_wait(1),
         };

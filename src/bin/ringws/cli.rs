@@ -115,8 +115,8 @@ pub struct Args {
     /// Messages shorter than this many bytes are sent uncompressed.
     #[arg(long, env = "RINGWS_COMPRESSION_THRESHOLD", default_value_t = d().compression_threshold)]
     compression_threshold: usize,
-    /// Hold a connection's outgoing frames up to this long to send fewer, fuller packets (e.g. 500us, 2ms; at
-    /// most 1s; 0 = send at once).
+    /// Coalesce: gather what arrives for up to this long per wake-up before answering, for fewer wake-ups and
+    /// fuller packets at up to this much latency (e.g. 250us, 1ms; at most 1s; 0 = answer at once; Linux 6.12+).
     #[arg(long, env = "RINGWS_FLUSH_DELAY", default_value = "0", value_parser = parse_delay)]
     flush_delay: Duration,
 }

@@ -169,19 +169,12 @@ impl<H: Handler> Worker<H> {
     }
 
     /// The end of a loop turn: one send per connection that queued bytes this turn (frames are corked per turn).
-    /// With a flush delay, those connections are held instead, and the ones held for the whole delay are sent.
     pub(super) fn flush_dirty(&mut self) {
         let mut dirty = std::mem::take(&mut self.local.dirty);
-        let delayed = self.flush.enabled() && self.stopping.is_none();
-        let now = self.clock.now;
         for &slot in &dirty {
             if let Some(c) = self.conns.get(slot as usize) {
                 if c.flags & DEAD == 0 && c.out.has_unsent() {
-                    if delayed {
-                        self.flush.hold(slot, c.gen, now);
-                    } else {
-                        self.submit_send(slot);
-                    }
+                    self.submit_send(slot);
                 }
             }
         }
@@ -189,21 +182,6 @@ impl<H: Handler> Worker<H> {
         // Keep the allocation; anything pushed meanwhile (none expected) is kept too.
         dirty.append(&mut self.local.dirty);
         self.local.dirty = dirty;
-        loop {
-            let next = if delayed {
-                self.flush.pop_due(now)
-            } else {
-                self.flush.pop_any()
-            };
-            let Some((slot, gen)) = next else { break };
-            // A connection may have gone (or its bytes left with an earlier send's completion) meanwhile.
-            if let Some(c) = self.conns.get(slot as usize) {
-                if c.gen == gen && c.flags & DEAD == 0 && c.out.has_unsent() {
-                    self.local.c.delayed_flushes += 1;
-                    self.submit_send(slot);
-                }
-            }
-        }
     }
 
     /// Apply the receive-buffer holds that ring segments took and gave up (holds first, so a buffer held and

@@ -34,7 +34,6 @@ use socket2::Socket;
 
 use super::config::SlowConsumerPolicy;
 use super::error::StartError;
-use super::flush_delay::FlushDelay;
 use super::handler::Handler;
 use super::local::{Local, RxSpan};
 use super::outbound::{IoVecs, SendStatus};
@@ -49,6 +48,11 @@ use io::{ud_parts, K_ACCEPT, K_EVENTFD, K_RECV, K_SEND, K_TICK};
 /// Extra slots beyond `max_connections_per_worker` for connections still in the HTTP phase (so an upgrade over
 /// the limit can be answered with 503 instead of a reset).
 const HTTP_RESERVE: usize = 1024;
+
+/// With `flush_delay`, a wait returns early once this many completions are in.
+const COALESCE_MAX: usize = 256;
+/// With `flush_delay`, a turn that read this much is followed by a wait that does not gather (see `run`).
+const COALESCE_BYTES: u64 = 256 << 10;
 
 /// The timers' period (see `timers.rs`).
 const TICK: Duration = Duration::from_secs(1);
@@ -80,8 +84,8 @@ pub(crate) struct Worker<H: Handler> {
     tick_armed: bool,
     /// The tick fired since the last sweep.
     tick_due: bool,
-    /// Connections whose sends wait for `Config::flush_delay` (empty when it is zero).
-    flush: FlushDelay,
+    /// `Config::flush_delay`: how long a wait may gather completions before the turn runs (zero: none).
+    coalesce: Duration,
     conns: Slab<Conn<H::Data>>,
     local: Local,
     limits: Limits,
@@ -113,6 +117,11 @@ impl<H: Handler> Worker<H> {
         let cfg = &shared.config;
         let mut ring = Ring::new(cfg.ring_entries, cfg.ring_entries * 4)
             .map_err(|e| StartError::IoUringUnavailable(e.advice))?;
+        if !cfg.flush_delay.is_zero() && !ring.can_coalesce() {
+            return Err(StartError::Unsupported(
+                "flush_delay needs Linux 6.12 or later (io_uring's minimum wait time); set it to 0 here",
+            ));
+        }
         let bufs = ring
             .add_buf_ring(
                 cfg.recv_buffers,
@@ -145,7 +154,7 @@ impl<H: Handler> Worker<H> {
             tick_ts: Box::new(crate::uring::uring_types::Timespec::from(TICK)),
             tick_armed: false,
             tick_due: false,
-            flush: FlushDelay::new(cfg.flush_delay),
+            coalesce: cfg.flush_delay,
             // Reserved up front (virtual memory: pages become resident only as slots are used), so growing to many
             // connections never copies the slab or leaves the old copy's pages resident.
             conns: Slab::with_capacity(
@@ -178,25 +187,31 @@ impl<H: Handler> Worker<H> {
         self.arm_accept();
         self.arm_eventfd();
         self.arm_tick();
+        let mut bytes_in_before = self.local.c.bytes_in;
         loop {
             self.flush_dirty();
             self.local.c.loop_turns += 1;
             self.shared().stats[self.id].store(&self.local.c);
             // With the tick armed, wait for completions only (no hrtimer armed per wait); while shutting down (a
             // 100 ms sweep) or without multishot timeouts, wait until the next sweep.
-            let mut wait = (!self.tick_armed || self.stopping.is_some()).then(|| {
+            let wait = (!self.tick_armed || self.stopping.is_some()).then(|| {
                 self.next_sweep
                     .saturating_duration_since(Instant::now())
                     .max(Duration::from_millis(1))
             });
-            // Held sends: wake when the oldest is due (a timed wait only while something is held).
-            if let Some(due) = self.flush.next_due() {
-                let d = due
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_micros(1));
-                wait = Some(wait.map_or(d, |w| w.min(d)));
-            }
-            self.ring.submit_and_wait(wait)?;
+            // Coalescing (`flush_delay`): the wait returns once COALESCE_MAX completions are in, or once the delay
+            // has passed since it began and at least one is, so what arrives within the delay is read and answered
+            // in one wake-up and its answers leave together. An idle worker still sleeps until its first
+            // completion, which then returns at once. Not while shutting down.
+            // After a turn that read COALESCE_BYTES or more, the next wait does not gather: at that volume a
+            // wake-up already carries many messages, and gathering more only grows the queues past what one send
+            // takes (short sends, paused reads).
+            let turn_in = self.local.c.bytes_in
+                - std::mem::replace(&mut bytes_in_before, self.local.c.bytes_in);
+            let batch =
+                (!self.coalesce.is_zero() && self.stopping.is_none() && turn_in < COALESCE_BYTES)
+                    .then_some((COALESCE_MAX, self.coalesce));
+            self.ring.submit_and_wait_batched(wait, batch)?;
             self.clock.now = Instant::now();
             self.clock.secs = (self.clock.now - self.clock.start).as_secs() as u32;
             self.reap();
