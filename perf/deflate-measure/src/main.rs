@@ -188,6 +188,8 @@ fn main() {
     #[cfg(feature = "direct")]
     if std::env::var("EXTRA").is_ok() { extra(); return; }
     #[cfg(feature = "direct")]
+    if let Ok(size) = std::env::var("SMALL") { small(size.parse().expect("SMALL=message size in bytes")); return; }
+    #[cfg(feature = "direct")]
     if let Ok(m) = std::env::var("MEM") { f::MEM.store(m.parse().unwrap(), Relaxed); }
     let sample = json(16384, 7);
     for wbits in [9u8, 12, 15] {
@@ -250,5 +252,30 @@ pub fn extra() {
         for _ in 0..n { d.reset(false); d.set_dictionary(&hist[..dict]).unwrap(); let _ = d.decompress(&[0, 0, 0xff, 0xff], &mut o, InflateFlush::SyncFlush); }
         let ti = (cpu_ns() - t0) as f64 / n as f64;
         println!("dictionary {dict} B: deflate reset+set_dictionary+200 B {:.2} µs; inflate reset+set_dictionary {:.2} µs", t / 1e3, ti / 1e3);
+    }
+}
+
+/// Shared mode by `memLevel`: level 2, window 15, a reset stream per message of `size` bytes of JSON-like text;
+/// µs per message and compressed/original size.
+#[cfg(feature = "direct")]
+pub fn small(size: usize) {
+    use zlib_rs::{Deflate, DeflateConfig, DeflateFlush};
+    let msgs: Vec<Vec<u8>> = (0..64).map(|i| json(size, i as u64 + 1)).collect();
+    for mem_level in [1, 2, 4, 8] {
+        let mut c = Deflate::new_with_config(DeflateConfig { level: 2, window_bits: -15, mem_level, ..DeflateConfig::default() });
+        let mut out = vec![0u8; size * 2 + 1024];
+        let n = 20_000_000 / (size + 100);
+        let (mut inb, mut outb) = (0u64, 0u64);
+        let t0 = cpu_ns();
+        for k in 0..n {
+            c.reset();
+            let m = &msgs[k % 64];
+            let o0 = c.total_out();
+            c.compress(m, &mut out, DeflateFlush::SyncFlush).unwrap();
+            inb += m.len() as u64;
+            outb += c.total_out() - o0 - 4;
+        }
+        let t = (cpu_ns() - t0) as f64 / n as f64;
+        println!("{size} B, level 2, window 15, memLevel {mem_level}: {:.2} µs, ratio {:.3}", t / 1e3, outb as f64 / inb as f64);
     }
 }
