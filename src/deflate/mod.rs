@@ -46,7 +46,7 @@ pub mod codec;
 pub mod negotiate;
 
 pub use codec::{
-    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater,
-    SharedDeflater, Skip, DEFAULT_LEVEL, DEFAULT_THRESHOLD, DEFAULT_WINDOW_BITS,
+    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater, Skip,
+    DEFAULT_LEVEL, DEFAULT_THRESHOLD, DEFAULT_WINDOW_BITS,
 };
 pub use negotiate::{negotiate, Compression, DeflateParams, Negotiated};
