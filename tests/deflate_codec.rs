@@ -659,7 +659,16 @@ fn many_small_random_messages_through_the_shared_stream_never_panic() {
     let mut inf = Inflater::new();
     for bits in [9u8, 15] {
         let mut d = SharedDeflater::new(bits, DEFAULT_LEVEL);
-        for n in [16usize, 64, 256, 1024, 4096, SMALL_MESSAGE, SMALL_MESSAGE + 1, 16384] {
+        for n in [
+            16usize,
+            64,
+            256,
+            1024,
+            4096,
+            SMALL_MESSAGE,
+            SMALL_MESSAGE + 1,
+            16384,
+        ] {
             let count: u32 = if n > 4096 { 50 } else { 1000 };
             for i in 0..count {
                 let msg = noise(n, 0x2545_f491 ^ i.wrapping_mul(2_654_435_761));
