@@ -13,6 +13,8 @@
 //! alert (encrypted) on any violation. Anything else after the handshake (other handshake messages, a handshake
 //! message split over records, ChangeCipherSpec, unencrypted records) is an `unexpected_message`.
 
+use std::ops::Range;
+
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::kernel::KernelConnection;
 use rustls::server::ServerConnectionData;
@@ -154,21 +156,22 @@ impl Records {
         self.tx_limit = records.clamp(2, SEQ_CEILING);
     }
 
-    /// Decrypts the whole records at the front of `buf` (in place), plaintext to `sink`; returns the bytes used.
+    /// Decrypts the whole records at the front of `buf` in place. Returns the bytes used and where their plaintext
+    /// now lies in `buf`, contiguous: the first record's plaintext stays where it was decrypted, the later ones' are
+    /// moved down behind it (over the headers and tags in between, so only the bytes after the first record move).
     /// On a violation an encrypted fatal alert is appended to `out`.
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
         out: &mut Vec<u8>,
-        sink: &mut dyn FnMut(&[u8]),
         outcome: &mut ReadOutcome,
-    ) -> Result<usize, TlsError> {
-        match self.read_records(buf, out, sink, outcome) {
-            Ok(n) => Ok(n),
+    ) -> Result<(usize, Range<usize>), TlsError> {
+        match self.read_records(buf, out, outcome) {
+            Ok(r) => Ok(r),
             Err((alert, e)) => {
                 if let Some(a) = alert {
                     // Best effort: the connection is failing anyway.
-                    let _ = self.seal(ALERT, &[2, u8::from(a)], out);
+                    let _ = self.seal(&mut None, ALERT, &[2, u8::from(a)], out);
                 }
                 Err(e)
             }
@@ -179,20 +182,20 @@ impl Records {
         &mut self,
         buf: &mut [u8],
         out: &mut Vec<u8>,
-        sink: &mut dyn FnMut(&[u8]),
         outcome: &mut ReadOutcome,
-    ) -> Result<usize, (Option<AlertDescription>, TlsError)> {
+    ) -> Result<(usize, Range<usize>), (Option<AlertDescription>, TlsError)> {
         let local = |e: TlsError| (None, e);
         let mut used = 0;
+        let mut plain = 0..0;
         let mut key: Option<LessSafeKey> = None;
         loop {
             if self.peer_closed {
                 // Nothing after close_notify counts (RFC 8446 6.1).
-                return Ok(buf.len());
+                return Ok((buf.len(), plain));
             }
             let rest = &mut buf[used..];
             if rest.len() < 5 {
-                return Ok(used);
+                return Ok((used, plain));
             }
             let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
             if len > MAX_CIPHER {
@@ -202,7 +205,7 @@ impl Records {
                 ));
             }
             if rest.len() < 5 + len {
-                return Ok(used);
+                return Ok((used, plain));
             }
             if rest[0] != APPLICATION_DATA {
                 return Err(unexpected(
@@ -221,15 +224,15 @@ impl Records {
                 key = Some(self.rx.expand().map_err(local)?);
             }
             let k = key.as_ref().expect("set above");
-            let plain = k
+            let decrypted = k
                 .open_in_place(self.rx.nonce(), Aad::from(header), body)
                 .map_err(|_| fatal(AlertDescription::BadRecordMac, rustls::Error::DecryptError))?;
             self.rx.seq += 1;
             // The content type is the last non-zero byte; zeros after it are padding.
-            let Some(at) = plain.iter().rposition(|&b| b != 0) else {
+            let Some(at) = decrypted.iter().rposition(|&b| b != 0) else {
                 return Err(unexpected("a record of padding only"));
             };
-            let (content, typ) = (&plain[..at], plain[at]);
+            let (content, typ) = (&decrypted[..at], decrypted[at]);
             if content.len() > MAX_PLAIN {
                 return Err(fatal(
                     AlertDescription::RecordOverflow,
@@ -238,8 +241,14 @@ impl Records {
             }
             match typ {
                 APPLICATION_DATA => {
-                    if !content.is_empty() {
-                        sink(content);
+                    let from = used + 5;
+                    if plain.is_empty() {
+                        plain = from..from + at;
+                    } else {
+                        // Behind the plaintext so far: `plain.end <= used`, the move is down and never overlaps
+                        // bytes still to be read.
+                        buf.copy_within(from..from + at, plain.end);
+                        plain.end += at;
                     }
                 }
                 ALERT => match content {
@@ -285,51 +294,99 @@ impl Records {
         }
     }
 
-    /// Encrypts `plaintext` as application-data records (at most 16 KiB each), appended to `out`.
-    pub(crate) fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        for chunk in plaintext.chunks(MAX_PLAIN) {
-            self.seal(APPLICATION_DATA, chunk, out)?;
+    /// Encrypts the bytes of `parts`, in order, as application-data records appended to `out`: each record is
+    /// filled to 16 KiB across part boundaries, so the parts cost the records their total needs, not one each.
+    /// The plaintext is copied once, into its place in `out`, and encrypted there.
+    pub(crate) fn encrypt(
+        &mut self,
+        parts: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsError> {
+        let mut key = None;
+        let mut part: &[u8] = &[];
+        loop {
+            while part.is_empty() {
+                match parts.next() {
+                    Some(p) => part = p,
+                    None => return Ok(()),
+                }
+            }
+            if self.tx.seq + 1 >= self.tx_limit {
+                self.update_tx(out)?;
+                key = None;
+            }
+            let start = out.len();
+            out.extend_from_slice(&[0; 5]);
+            let mut n = 0;
+            loop {
+                let take = part.len().min(MAX_PLAIN - n);
+                out.extend_from_slice(&part[..take]);
+                part = &part[take..];
+                n += take;
+                if n == MAX_PLAIN {
+                    break;
+                }
+                match parts.next() {
+                    Some(p) => part = p,
+                    None => break,
+                }
+            }
+            self.seal_tail(&mut key, APPLICATION_DATA, out, start)?;
         }
-        Ok(())
     }
 
     /// Appends an encrypted `close_notify`.
     pub(crate) fn close(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        self.seal(ALERT, &[1, 0], out)
+        self.seal(&mut None, ALERT, &[1, 0], out)
     }
 
     /// Sends a KeyUpdate (not asking the peer for one) under the current keys, then switches to the next ones.
     fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        let key = self.tx.expand()?;
-        self.seal_one(&key, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
+        let start = out.len();
+        out.extend_from_slice(&[0, 0, 0, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
+        self.seal_tail(&mut None, HANDSHAKE, out, start)?;
         let (seq, s) = self.kernel.update_tx_secret()?;
         self.tx = Keys::new(seq, s)?;
         Ok(())
     }
 
     /// One record of `typ` holding `content` (<= 16 KiB), updating the send keys first when they are used up.
-    fn seal(&mut self, typ: u8, content: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        if self.tx.seq + 1 >= self.tx_limit {
-            self.update_tx(out)?;
-        }
-        let key = self.tx.expand()?;
-        self.seal_one(&key, typ, content, out)
-    }
-
-    fn seal_one(
+    fn seal(
         &mut self,
-        key: &LessSafeKey,
+        key: &mut Option<LessSafeKey>,
         typ: u8,
         content: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
-        let len = content.len() + 1 + TAG;
-        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        if self.tx.seq + 1 >= self.tx_limit {
+            self.update_tx(out)?;
+            *key = None;
+        }
         let start = out.len();
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&[0; 5]);
         out.extend_from_slice(content);
+        self.seal_tail(key, typ, out, start)
+    }
+
+    /// Turns `out[start..]` (5 bytes of room for the header, then at most 16 KiB of content) into one record of
+    /// `typ`, encrypted in place under the current send keys (`key`: their expansion, made on first use).
+    fn seal_tail(
+        &mut self,
+        key: &mut Option<LessSafeKey>,
+        typ: u8,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), TlsError> {
+        debug_assert!(out.len() - start - 5 <= MAX_PLAIN);
         out.push(typ);
-        let tag = key
+        let len = out.len() - start - 5 + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        out[start..start + 5].copy_from_slice(&header);
+        let k = match key {
+            Some(k) => k,
+            None => key.insert(self.tx.expand()?),
+        };
+        let tag = k
             .seal_in_place_separate_tag(self.tx.nonce(), Aad::from(header), &mut out[start + 5..])
             .map_err(|_| TlsError::Encrypt("AEAD seal failed".into()))?;
         out.extend_from_slice(tag.as_ref());
