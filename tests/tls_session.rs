@@ -636,3 +636,35 @@ fn server_prefers_aes_128_gcm_but_serves_clients_without_it() {
         assert!(suite.contains(only), "{suite}");
     }
 }
+
+#[test]
+fn only_a_busy_session_keeps_expanded_keys_and_drops_them_when_idle() {
+    let (store, cert, _dir) = store();
+    let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+    p.handshake().unwrap();
+    p.client_sends(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+    p.server_sends(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        .unwrap();
+    assert!(!p.server.holds_keys(), "a session used once or twice expands keys per call");
+    for i in 0..10u8 {
+        p.client_sends(&[i; 100]).unwrap();
+        p.server_sends(&[i; 100]).unwrap();
+    }
+    assert!(p.server.holds_keys(), "a busy session keeps them");
+    p.server.sweep();
+    assert!(p.server.holds_keys(), "busy since the last sweep: kept");
+    p.client_sends(b"one more").unwrap();
+    p.server_sends(b"one more").unwrap();
+    p.server.sweep();
+    assert!(!p.server.holds_keys(), "nearly idle since the last sweep: dropped");
+    // Busy again, with key updates both ways: the kept keys follow them.
+    p.server.set_key_update_interval(3);
+    for i in 0..20u8 {
+        if i % 5 == 0 {
+            p.client.refresh_traffic_keys().unwrap();
+        }
+        p.client_sends(&[i; 3000]).unwrap();
+        p.server_sends(&[i; 20000]).unwrap();
+    }
+    assert!(p.server.holds_keys());
+}

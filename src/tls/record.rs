@@ -43,6 +43,12 @@ const MAX_CIPHER: usize = (1 << 14) + 256;
 const TAG: usize = 16;
 /// Never let a sequence number get near wrapping, whatever the suite's limit.
 const SEQ_CEILING: u64 = 1 << 62;
+/// A session that made at least this many calls (reads and encrypts) between two sweeps keeps its expanded keys
+/// through the next period; below it they are dropped, so an idle (or nearly idle) session holds none.
+const HOT_CALLS: u8 = 8;
+
+/// An expanded AEAD key, boxed so that keeping it or handing it around moves a pointer.
+type Key = Box<LessSafeKey>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Alg {
@@ -96,10 +102,10 @@ impl Keys {
         Ok(k)
     }
 
-    /// The expanded AEAD key (built per call, not kept: it is 560 bytes).
-    fn expand(&self) -> Result<LessSafeKey, TlsError> {
+    /// The expanded AEAD key (~560 bytes: kept only by busy sessions, see [`Records::sweep`]).
+    fn expand(&self) -> Result<Key, TlsError> {
         UnboundKey::new(self.alg.ring(), &self.key[..self.key_len as usize])
-            .map(LessSafeKey::new)
+            .map(|k| Box::new(LessSafeKey::new(k)))
             .map_err(|_| TlsError::Unexpected)
     }
 
@@ -129,6 +135,12 @@ pub(crate) struct Records {
     /// Records we may send with one key before updating it.
     tx_limit: u64,
     peer_closed: bool,
+    /// The expanded keys of a busy session (expanding one costs about as much as sealing a small record); None
+    /// while idle.
+    hot_tx: Option<Key>,
+    hot_rx: Option<Key>,
+    /// Calls since the last sweep (saturating).
+    calls: u8,
 }
 
 impl Records {
@@ -148,7 +160,30 @@ impl Records {
             kernel,
             tx_limit,
             peer_closed,
+            hot_tx: None,
+            hot_rx: None,
+            calls: 0,
         })
+    }
+
+    /// Once a second or so: a session that was (nearly) idle since the last sweep drops its expanded keys.
+    pub(crate) fn sweep(&mut self) {
+        if self.calls < HOT_CALLS {
+            self.hot_tx = None;
+            self.hot_rx = None;
+        }
+        self.calls = 0;
+    }
+
+    /// Whether the expanded keys of this call are kept for the next.
+    fn hot(&mut self) -> bool {
+        self.calls = self.calls.saturating_add(1);
+        self.calls >= HOT_CALLS
+    }
+
+    /// Tests: whether the session holds expanded keys.
+    pub(crate) fn holds_keys(&self) -> bool {
+        self.hot_tx.is_some() || self.hot_rx.is_some()
     }
 
     /// Sets how many records one send key protects before a KeyUpdate (tests make it small).
@@ -166,7 +201,12 @@ impl Records {
         out: &mut Vec<u8>,
         outcome: &mut ReadOutcome,
     ) -> Result<(usize, Range<usize>), TlsError> {
-        match self.read_records(buf, out, outcome) {
+        let mut key = self.hot_rx.take();
+        let res = self.read_records(buf, out, outcome, &mut key);
+        if self.hot() {
+            self.hot_rx = key;
+        }
+        match res {
             Ok(r) => Ok(r),
             Err((alert, e)) => {
                 if let Some(a) = alert {
@@ -183,11 +223,11 @@ impl Records {
         buf: &mut [u8],
         out: &mut Vec<u8>,
         outcome: &mut ReadOutcome,
+        key: &mut Option<Key>,
     ) -> Result<(usize, Range<usize>), (Option<AlertDescription>, TlsError)> {
         let local = |e: TlsError| (None, e);
         let mut used = 0;
         let mut plain = 0..0;
-        let mut key: Option<LessSafeKey> = None;
         loop {
             if self.peer_closed {
                 // Nothing after close_notify counts (RFC 8446 6.1).
@@ -220,10 +260,10 @@ impl Records {
             }
             let header = [rest[0], rest[1], rest[2], rest[3], rest[4]];
             let body = &mut rest[5..5 + len];
-            if key.is_none() {
-                key = Some(self.rx.expand().map_err(local)?);
-            }
-            let k = key.as_ref().expect("set above");
+            let k = match key {
+                Some(k) => k,
+                None => key.insert(self.rx.expand().map_err(local)?),
+            };
             let decrypted = k
                 .open_in_place(self.rx.nonce(), Aad::from(header), body)
                 .map_err(|_| fatal(AlertDescription::BadRecordMac, rustls::Error::DecryptError))?;
@@ -283,7 +323,7 @@ impl Records {
                         .update_rx_secret()
                         .map_err(|e| local(e.into()))?;
                     self.rx = Keys::new(seq, s).map_err(local)?;
-                    key = None;
+                    *key = None;
                     if request == 1 {
                         self.update_tx(out).map_err(local)?;
                     }
@@ -302,7 +342,20 @@ impl Records {
         parts: &mut dyn Iterator<Item = &[u8]>,
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
-        let mut key = None;
+        let mut key = self.hot_tx.take();
+        let res = self.encrypt_with(parts, out, &mut key);
+        if self.hot() {
+            self.hot_tx = key;
+        }
+        res
+    }
+
+    fn encrypt_with(
+        &mut self,
+        parts: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+        key: &mut Option<Key>,
+    ) -> Result<(), TlsError> {
         let mut part: &[u8] = &[];
         loop {
             while part.is_empty() {
@@ -313,7 +366,7 @@ impl Records {
             }
             if self.tx.seq + 1 >= self.tx_limit {
                 self.update_tx(out)?;
-                key = None;
+                *key = None;
             }
             let start = out.len();
             out.extend_from_slice(&[0; 5]);
@@ -331,7 +384,7 @@ impl Records {
                     None => break,
                 }
             }
-            self.seal_tail(&mut key, APPLICATION_DATA, out, start)?;
+            self.seal_tail(key, APPLICATION_DATA, out, start)?;
         }
     }
 
@@ -341,7 +394,9 @@ impl Records {
     }
 
     /// Sends a KeyUpdate (not asking the peer for one) under the current keys, then switches to the next ones.
+    /// A caller holding the expanded send key drops it.
     fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
+        self.hot_tx = None;
         let start = out.len();
         out.extend_from_slice(&[0, 0, 0, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
         self.seal_tail(&mut None, HANDSHAKE, out, start)?;
@@ -353,7 +408,7 @@ impl Records {
     /// One record of `typ` holding `content` (<= 16 KiB), updating the send keys first when they are used up.
     fn seal(
         &mut self,
-        key: &mut Option<LessSafeKey>,
+        key: &mut Option<Key>,
         typ: u8,
         content: &[u8],
         out: &mut Vec<u8>,
@@ -372,7 +427,7 @@ impl Records {
     /// `typ`, encrypted in place under the current send keys (`key`: their expansion, made on first use).
     fn seal_tail(
         &mut self,
-        key: &mut Option<LessSafeKey>,
+        key: &mut Option<Key>,
         typ: u8,
         out: &mut Vec<u8>,
         start: usize,

@@ -138,6 +138,20 @@ impl TlsSession {
         }
     }
 
+    /// Call about once a second (the reactor's timer sweep): a session that was (nearly) idle since the last call
+    /// drops the expanded AEAD keys a busy one keeps between records (~1.1 KiB), so an idle session holds none.
+    pub fn sweep(&mut self) {
+        if let Inner::Records(r) = &mut self.inner {
+            r.sweep();
+        }
+    }
+
+    /// Whether the session holds expanded keys right now (see [`sweep`](Self::sweep)).
+    #[doc(hidden)]
+    pub fn holds_keys(&self) -> bool {
+        matches!(&self.inner, Inner::Records(r) if r.holds_keys())
+    }
+
     /// The peer sent `close_notify`.
     pub fn is_peer_closed(&self) -> bool {
         self.flags & PEER_CLOSED != 0
