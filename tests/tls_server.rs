@@ -168,7 +168,9 @@ fn wss_large_echoes_are_parsed_and_sent_from_the_receive_buffer() {
         echo(&mut ws, vec![7u8; 16 * 1024]);
     }
     srv.wait_metric("ringws_zero_copy_sends_total", |v| v >= 1);
-    let sizes = [4096usize, 16380, 16384, 16385, 30_000, 65_000, 200_000, 5000, 1];
+    let sizes = [
+        4096usize, 16380, 16384, 16385, 30_000, 65_000, 200_000, 5000, 1,
+    ];
     let msgs: Vec<Vec<u8>> = (0..3)
         .flat_map(|round| sizes.map(move |n| (0..n).map(|i| (i * 31 + round) as u8).collect()))
         .collect();

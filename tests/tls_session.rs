@@ -645,7 +645,10 @@ fn only_a_busy_session_keeps_expanded_keys_and_drops_them_when_idle() {
     p.client_sends(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
     p.server_sends(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
         .unwrap();
-    assert!(!p.server.holds_keys(), "a session used once or twice expands keys per call");
+    assert!(
+        !p.server.holds_keys(),
+        "a session used once or twice expands keys per call"
+    );
     for i in 0..10u8 {
         p.client_sends(&[i; 100]).unwrap();
         p.server_sends(&[i; 100]).unwrap();
@@ -656,7 +659,10 @@ fn only_a_busy_session_keeps_expanded_keys_and_drops_them_when_idle() {
     p.client_sends(b"one more").unwrap();
     p.server_sends(b"one more").unwrap();
     p.server.sweep();
-    assert!(!p.server.holds_keys(), "nearly idle since the last sweep: dropped");
+    assert!(
+        !p.server.holds_keys(),
+        "nearly idle since the last sweep: dropped"
+    );
     // Busy again, with key updates both ways: the kept keys follow them.
     p.server.set_key_update_interval(3);
     for i in 0..20u8 {

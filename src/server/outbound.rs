@@ -528,7 +528,9 @@ impl Outbound {
                     _ => pool.take(room(bytes)),
                 };
                 let start = v.len();
-                let mut run = (first..end).filter_map(|i| self.segs.get(i)).map(Seg::bytes);
+                let mut run = (first..end)
+                    .filter_map(|i| self.segs.get(i))
+                    .map(Seg::bytes);
                 result = encrypt(&mut run, &mut v);
                 self.queued += v.len() - start;
                 sealed = Some((reuse, v));
@@ -574,7 +576,8 @@ impl Outbound {
     /// one inserted right after the sealed ones.
     fn sealed_tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
         if self.reusable_sealed_tail(need).is_none() {
-            self.segs.insert(self.sealed as usize, Seg::Owned(pool.take(need)));
+            self.segs
+                .insert(self.sealed as usize, Seg::Owned(pool.take(need)));
             self.sealed += 1;
         }
         match self.segs.get_mut(self.sealed as usize - 1) {

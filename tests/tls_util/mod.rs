@@ -174,9 +174,9 @@ impl Pair {
                 let held = self.server.pending_len();
                 let handed_over = self.server.is_handed_over();
                 let before = got.len();
-                let res = self.server.read_tls_in_place(&mut chunk, &mut out, &mut |p| {
-                    got.extend_from_slice(p)
-                });
+                let res = self
+                    .server
+                    .read_tls_in_place(&mut chunk, &mut out, &mut |p| got.extend_from_slice(p));
                 if handed_over && held == 0 && got.len() > before {
                     self.sink_without_held += 1;
                 }
