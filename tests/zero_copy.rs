@@ -133,7 +133,8 @@ fn a_peer_that_stops_reading_holds_no_receive_buffer() {
 
 /// The receive ring is provided lazily: a worker starts with 8 buffers given to the kernel (so a quiet server never
 /// touches the rest of the ring's memory) and gives more, doubling, only when a receive runs out; the echoes of a
-/// flood that forces it to grow all come back intact.
+/// flood that forces it to grow all come back intact. Under the light load after the flood it shrinks back to 8, and
+/// grows again for the next flood.
 #[test]
 fn the_receive_ring_grows_only_when_receives_run_out() {
     let mut c = config();
@@ -166,4 +167,27 @@ fn the_receive_ring_grows_only_when_receives_run_out() {
     let grown = provided();
     assert!((16..=64).contains(&grown), "{grown} buffers provided");
     assert_echo(&mut s, b"still here");
+    // A light load again: a few sweeps later the ring is back at its first 8 buffers, the rest of its memory given
+    // back. Buffers leave the cycle as they come back from the kernel, so the light load keeps them coming.
+    let msg = vec![b'x'; 1000];
+    let t0 = std::time::Instant::now();
+    let mut now = grown;
+    while now != 8 && t0.elapsed() < Duration::from_secs(15) {
+        for _ in 0..100 {
+            assert_echo(&mut s, &msg);
+        }
+        now = metric(
+            &srv.context().metrics_text(),
+            "ringws_recv_buffers_provided",
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(now, 8, "the ring shrinks back after the burst");
+    // The buffers it took out serve the next burst: it grows again, every echo intact.
+    let before = metric(&srv.context().metrics_text(), "ringws_recv_enobufs_total");
+    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100));
+    let m = srv.context().metrics_text();
+    assert!(metric(&m, "ringws_recv_enobufs_total") > before, "{m}");
+    assert!(provided() >= 16);
+    assert_echo(&mut s, b"still here after the second burst");
 }

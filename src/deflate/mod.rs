@@ -23,14 +23,15 @@
 //! - **Client context takeover** (dedicated mode): the format requires keeping the last `2^W` bytes the client sent
 //!   (W = the agreed `client_max_window_bits`); [`InflateHistory`] keeps exactly that and nothing else, and the
 //!   worker's inflater is primed with it per message (a copy of at most 32 KiB; inflate's dictionary is a plain copy).
-//! - **Sending, shared mode**: one [`Deflater`] per worker and window class (9..=15), reset before each message. An
-//!   idle connection holds nothing at all.
+//! - **Sending, shared mode**: one [`SharedDeflater`] per worker and window class (9..=15), a fresh context for each
+//!   message (two reset-per-message [`Deflater`]s: `memLevel` 4 up to [`codec::SMALL_MESSAGE`], 8 above). An idle
+//!   connection holds nothing at all.
 //! - **Sending, dedicated mode**: [`DedicatedDeflater`] keeps a stream while the connection is active (fast: no reset,
 //!   context takeover) plus the last `2^W` bytes it sent compressed; [`DedicatedDeflater::compact`] drops the stream
 //!   of an idle connection, leaving only that history, the floor the format allows.
 //!
 //! # Broadcasts
-//! A publish is compressed once per window class with no context (a reset [`Deflater`]) on the publishing worker, and
+//! A publish is compressed once per window class with no context (the worker's [`SharedDeflater`]) on the publishing worker, and
 //! the same frame goes to every subscriber of that class. Such a frame is valid for any connection of the class,
 //! including one with server context takeover: it refers to nothing before it, and the client appends its plaintext
 //! to its window as usual. The connection's own stream, however, has not seen that plaintext, so
@@ -46,7 +47,7 @@ pub mod codec;
 pub mod negotiate;
 
 pub use codec::{
-    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater, Skip,
-    DEFAULT_LEVEL, DEFAULT_THRESHOLD, DEFAULT_WINDOW_BITS,
+    encode_message, Compressor, DedicatedDeflater, Deflater, InflateHistory, Inflater,
+    SharedDeflater, Skip, DEFAULT_LEVEL, DEFAULT_THRESHOLD, DEFAULT_WINDOW_BITS,
 };
 pub use negotiate::{negotiate, Compression, DeflateParams, Negotiated};

@@ -5,8 +5,8 @@
 //!   (9..=15, [`DeflateParams::class`]), with [`DEDICATED`] set when it has state of its own. Shared mode: never;
 //!   dedicated mode: a [`ConnDeflate`] in the worker's side table (by slot, removed at teardown), so the slot does
 //!   not grow and a server without dedicated connections pays nothing per connection.
-//! - The worker ([`WorkerDeflate`], in [`super::local::Local`]) owns the one [`Inflater`], one reset-per-message
-//!   [`Deflater`] per window class in use (built on first use) and the scratch buffer compressed payloads go
+//! - The worker ([`WorkerDeflate`], in [`super::local::Local`]) owns the one [`Inflater`], one fresh-context-per-message
+//!   [`SharedDeflater`] per window class in use (built on first use) and the scratch buffer compressed payloads go
 //!   through.
 //! - A publish carries a [`Deflated`] cache (one slot per class, shared by every worker through the publish): the
 //!   first worker that delivers it to a subscriber of a class compresses it, once, with no context; every other
@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use crate::deflate::codec::write_frame;
 use crate::deflate::{
-    Compression, DedicatedDeflater, DeflateParams, Deflater, InflateHistory, Inflater, Skip,
+    Compression, DedicatedDeflater, DeflateParams, InflateHistory, Inflater, SharedDeflater, Skip,
     DEFAULT_LEVEL,
 };
 use crate::proto::{DecompressError, Decompressor, OpCode, MAX_HEADER_LEN};
@@ -58,7 +58,7 @@ pub(crate) struct WorkerDeflate {
     threshold: usize,
     /// Taken out while a read runs (the read's callbacks reach the rest of this struct).
     inflater: Option<Inflater>,
-    shared: [Option<Box<Deflater>>; CLASSES],
+    shared: [Option<SharedDeflater>; CLASSES],
     scratch: Vec<u8>,
     /// Dedicated connections' state, by slot.
     conns: HashMap<u32, ConnDeflate>,
@@ -124,9 +124,12 @@ impl WorkerDeflate {
         live
     }
 
-    fn shared_deflater(shared: &mut [Option<Box<Deflater>>; CLASSES], mark: u8) -> &mut Deflater {
+    fn shared_deflater(
+        shared: &mut [Option<SharedDeflater>; CLASSES],
+        mark: u8,
+    ) -> &mut SharedDeflater {
         let i = class_index(mark);
-        shared[i].get_or_insert_with(|| Box::new(Deflater::new(i as u8 + 9, DEFAULT_LEVEL)))
+        shared[i].get_or_insert_with(|| SharedDeflater::new(i as u8 + 9, DEFAULT_LEVEL))
     }
 
     /// Compress `msg` for the connection (`slot`, `mark`): the payload to send with RSV1, or `None` to send it
@@ -153,11 +156,7 @@ impl WorkerDeflate {
         };
         let r = match own {
             Some(d) => d.compress(msg, &mut self.scratch),
-            None => {
-                let d = Self::shared_deflater(&mut self.shared, mark);
-                d.reset();
-                d.compress(msg, &mut self.scratch)
-            }
+            None => Self::shared_deflater(&mut self.shared, mark).compress(msg, &mut self.scratch),
         };
         c.deflate_nanos += t.elapsed().as_nanos() as u64;
         count(c, msg.len(), &r);
@@ -182,10 +181,9 @@ impl WorkerDeflate {
         let frame = cache.frames[class_index(mark)]
             .get_or_init(|| {
                 let t = Instant::now();
-                let d = Self::shared_deflater(&mut self.shared, mark);
-                d.reset();
                 self.scratch.clear();
-                let r = d.compress(payload, &mut self.scratch);
+                let r = Self::shared_deflater(&mut self.shared, mark)
+                    .compress(payload, &mut self.scratch);
                 c.deflate_nanos += t.elapsed().as_nanos() as u64;
                 c.deflate_publish_compressions += 1;
                 count(c, payload.len(), &r);

@@ -63,7 +63,9 @@ pub struct Config {
     pub backlog: u32,
     /// Receive buffers in each worker's provided-buffer ring (power of two). Default 64. A worker starts by giving
     /// the kernel 8 of them and doubles that whenever a receive runs out (`ringws_recv_buffers_provided`), so the
-    /// memory of buffers it never needs is never touched.
+    /// memory of buffers it never needs is never touched; a few seconds after a burst it takes the buffers the load
+    /// no longer needs out again as they come back from the kernel, and gives their memory back (a worker that
+    /// goes quiet right after a burst keeps at most this ring's memory, `recv_buffers` x `recv_buffer_size`).
     pub recv_buffers: u16,
     /// Size of each receive buffer (consumed incrementally where the kernel supports it). Default 64 KiB.
     pub recv_buffer_size: u32,

@@ -29,11 +29,17 @@ pub(crate) const ZERO_COPY_MIN: usize = 4096;
 
 /// Most iovecs in one `sendmsg`.
 pub(crate) const MAX_IOV: usize = 64;
-/// Pooled send buffers come in two sizes: small ones collect many small frames corked in one turn; large ones hold
-/// a big message (up to 64 KiB) without a fresh allocation per message. Bigger messages get an exact allocation.
+/// Pooled send buffers come in three sizes. A turn's first frames for a connection go into a tiny one (one echo, an
+/// upgrade response: every connection that has something to send in a turn holds one until the kernel has sent it,
+/// so with thousands of connections in one turn their size is what the server's memory is made of); a connection
+/// that queues more than a tiny buffer holds in one turn continues in a small one, which collects many corked
+/// frames; large ones hold a big message (up to 64 KiB) without a fresh allocation per message. Bigger messages get
+/// an exact allocation.
+const TINY_CAP: usize = 512;
 const SMALL_CAP: usize = 4 << 10;
 const LARGE_CAP: usize = 64 << 10;
-/// Buffers kept per class (bounds the memory the pool can hold: 1024 x 4 KiB + 64 x 64 KiB).
+/// Buffers kept per class (bounds the memory the pool can hold: 4096 x 512 B + 1024 x 4 KiB + 64 x 64 KiB).
+const TINY_MAX: usize = 4096;
 const SMALL_MAX: usize = 1024;
 const LARGE_MAX: usize = 64;
 
@@ -180,6 +186,7 @@ impl SegQueue {
 /// (`ring_holds`) and gave up (`ring_releases`); holds are applied first.
 #[derive(Debug, Default)]
 pub(crate) struct BufPool {
+    tiny: Vec<Vec<u8>>,
     small: Vec<Vec<u8>>,
     large: Vec<Vec<u8>>,
     pub(crate) ring_holds: Vec<u16>,
@@ -217,7 +224,11 @@ impl BufPool {
 
     #[inline]
     fn take(&mut self, need: usize) -> Vec<u8> {
-        if need <= SMALL_CAP {
+        if need <= TINY_CAP {
+            self.tiny
+                .pop()
+                .unwrap_or_else(|| Vec::with_capacity(TINY_CAP))
+        } else if need <= SMALL_CAP {
             self.small
                 .pop()
                 .unwrap_or_else(|| Vec::with_capacity(SMALL_CAP))
@@ -232,6 +243,7 @@ impl BufPool {
     #[inline]
     fn give(&mut self, mut v: Vec<u8>) {
         let (list, max) = match v.capacity() {
+            TINY_CAP => (&mut self.tiny, TINY_MAX),
             SMALL_CAP => (&mut self.small, SMALL_MAX),
             LARGE_CAP => (&mut self.large, LARGE_MAX),
             _ => return,
@@ -289,10 +301,18 @@ impl Outbound {
     /// The owned tail buffer new bytes can be appended to (not in flight), with room for `need` more bytes.
     #[inline]
     pub(crate) fn tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
-        let tail_ok = self.segs.len() > (self.inflight_segs.max(self.sealed)) as usize
-            && matches!(self.segs.back(), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
-        if !tail_ok {
-            self.segs.push_back(Seg::Owned(pool.take(need)));
+        let open = self.segs.len() > (self.inflight_segs.max(self.sealed)) as usize;
+        let room = match self.segs.back() {
+            Some(Seg::Owned(v)) if open => Some((v.capacity() - v.len() >= need, v.capacity())),
+            _ => None,
+        };
+        match room {
+            Some((true, _)) => {}
+            // A full tiny tail: this connection is batching this turn, so go on in a small buffer.
+            Some((false, TINY_CAP)) => self
+                .segs
+                .push_back(Seg::Owned(pool.take(need.max(TINY_CAP + 1)))),
+            _ => self.segs.push_back(Seg::Owned(pool.take(need))),
         }
         match self.segs.back_mut() {
             Some(Seg::Owned(v)) => v,

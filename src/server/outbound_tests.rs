@@ -90,6 +90,40 @@ fn bytes_queued_while_in_flight_go_after_the_in_flight_ones() {
     assert_eq!(drain_all(&mut o, &mut pool), b"\x81\x01b");
 }
 
+/// The capacities of the owned segments queued, in order.
+fn owned_caps(o: &Outbound) -> Vec<usize> {
+    o.segs
+        .iter()
+        .filter_map(|s| match s {
+            Seg::Owned(v) => Some(v.capacity()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_small_frame_holds_a_tiny_buffer_and_a_batch_goes_on_in_a_small_one() {
+    let mut pool = BufPool::default();
+    let mut o = Outbound::default();
+    let bp = Backpressure::new(1 << 20);
+    o.push_frame(OpCode::Text, &[b'x'; 20], &bp, &mut pool);
+    assert_eq!(owned_caps(&o), [TINY_CAP]);
+    // A batch: 100 x 22 B fill the tiny buffer, then continue in ONE small buffer, not a chain of tiny ones.
+    let mut want = b"\x81\x14".to_vec();
+    want.extend_from_slice(&[b'x'; 20]);
+    for i in 0..99u8 {
+        o.push_frame(OpCode::Binary, &[i; 20], &bp, &mut pool);
+        want.extend_from_slice(&[0x82, 20]);
+        want.extend_from_slice(&[i; 20]);
+    }
+    assert_eq!(owned_caps(&o), [TINY_CAP, SMALL_CAP]);
+    assert_eq!(drain_all(&mut o, &mut pool), want);
+    // Both go back to their classes in the pool and are reused.
+    assert_eq!((pool.tiny.len(), pool.small.len()), (1, 1));
+    o.push_frame(OpCode::Text, b"again", &bp, &mut pool);
+    assert_eq!(pool.tiny.len(), 0);
+}
+
 #[test]
 fn queue_is_bounded_but_admits_one_large_message_when_empty() {
     let mut pool = BufPool::default();

@@ -67,7 +67,7 @@ counters! {
     sends: "counter", "ringws_sends_total", "Send operations submitted to the kernel (send or sendmsg; one carries every frame a connection queued until then).";
     enobufs: "counter", "ringws_recv_enobufs_total", "Multishot receives ended because the buffer ring was empty.";
     paused_input_bytes: "gauge", "ringws_paused_input_bytes", "Bytes received by connections whose reads backpressure paused, waiting for them to resume (sampled once a second).";
-    recv_buffers_provided: "gauge", "ringws_recv_buffers_provided", "Receive buffers given to the kernel so far (grows from 8 to recv_buffers when receives run out; sampled once a second).";
+    recv_buffers_provided: "gauge", "ringws_recv_buffers_provided", "Receive buffers in the cycle (grows from 8 up to recv_buffers when receives run out, shrinks back a few seconds after the burst; sampled once a second).";
     recv_buffers_held: "gauge", "ringws_recv_buffers_held", "Receive buffers held by bytes queued for sending straight from them (sampled once a second).";
     zero_copy_sends: "counter", "ringws_zero_copy_sends_total", "Messages sent straight from the receive buffer they arrived in (no copy; large echoes).";
     ring_spills: "counter", "ringws_ring_spills_total", "Queued bytes copied out of a receive buffer after a short send, so the buffer could go back.";

@@ -8,7 +8,10 @@
 //!
 //! Lazily provided: a ring starts with only `initial` of its buffers given to the kernel and [`BufRing::grow`] gives it
 //! more (doubling) when a receive reports `ENOBUFS`, so the memory of buffers a quiet worker never needs is never
-//! touched (the mapping is reserved whole; only pages the kernel or we write become resident).
+//! touched (the mapping is reserved whole; only pages the kernel or we write become resident). [`BufRing::shrink_to`]
+//! goes the other way after a burst: buffers coming back are taken out of the cycle and their pages dropped
+//! (`MADV_DONTNEED`) until only the target is left; a later `grow` gives those first. Only buffers that came back
+//! are ever dropped, never one the kernel still has, so a ring that receives nothing keeps what it has.
 //!
 //! Invariant: a buffer the kernel reported is returned exactly once, whatever the completion (data, error, cancel,
 //! stale connection); the ring tail is published before every `io_uring_enter` (by [`super::Ring`]).
@@ -42,8 +45,14 @@ pub struct BufRing {
     /// Buffers the kernel is done with that wait for their holds to end before going back.
     parked: Box<[bool]>,
     tail: u16,
-    /// Buffers `0..provided` have been given to the kernel; the rest were never touched.
+    /// Buffers in the cycle (given to the kernel, or with us until they go back).
     provided: u16,
+    /// Buffers `fresh..entries` were never given to the kernel.
+    fresh: u16,
+    /// Buffers taken out of the cycle by [`BufRing::shrink_to`], their pages dropped.
+    retired: Vec<u16>,
+    /// How many more buffers to take out of the cycle as they come back.
+    retire: u16,
     /// Whether the kernel consumes buffers incrementally (`IOU_PBUF_RING_INC`, Linux 6.12+).
     pub incremental: bool,
     /// The buffer group id to pass to receives with buffer select.
@@ -108,6 +117,9 @@ impl BufRing {
             parked: vec![false; entries as usize].into_boxed_slice(),
             tail: 0,
             provided: initial.clamp(1, entries),
+            fresh: initial.clamp(1, entries),
+            retired: Vec::new(),
+            retire: 0,
             incremental: true,
             bgid,
         };
@@ -142,23 +154,58 @@ impl BufRing {
         self.tail = self.tail.wrapping_add(1);
     }
 
-    /// Give the kernel buffers it has never had (as many again as it has, up to all of them): a receive ran out
-    /// (`ENOBUFS`). Returns false when every buffer is already provided. Visible to the kernel at the next publish.
+    /// Give the kernel more buffers (as many again as it has, up to all of them), retired ones first, then ones it
+    /// never had: a receive ran out (`ENOBUFS`). A shrink still under way is called off. Returns false when every
+    /// buffer is already in the cycle. Visible to the kernel at the next publish.
     pub fn grow(&mut self) -> bool {
-        if self.provided == self.entries {
+        self.retire = 0;
+        let add = self.provided.min(self.entries - self.provided);
+        if add == 0 {
             return false;
         }
-        let to = self.provided.saturating_mul(2).min(self.entries);
-        for bid in self.provided..to {
+        for _ in 0..add {
+            let bid = self.retired.pop().unwrap_or_else(|| {
+                self.fresh += 1;
+                self.fresh - 1
+            });
             self.push(bid);
         }
-        self.provided = to;
+        self.provided += add;
         true
     }
 
-    /// Buffers given to the kernel so far (a gauge: at most `entries`; their memory may be resident).
+    /// Take buffers out of the cycle until `target` (at least one) are left: each one beyond it is retired when it
+    /// next comes back from the kernel (released, or its last hold ended), and its memory given back to the system.
+    pub fn shrink_to(&mut self, target: u16) {
+        self.retire = self.provided.saturating_sub(target.max(1));
+    }
+
+    /// Buffers in the cycle (a gauge: at most `entries`; their memory may be resident).
     pub fn provided(&self) -> u16 {
         self.provided
+    }
+
+    /// Buffer `bid` came back and nothing refers to its bytes: to the kernel, or out of the cycle (see
+    /// [`BufRing::shrink_to`]).
+    fn give_back(&mut self, bid: u16) {
+        if self.retire == 0 {
+            self.push(bid);
+            return;
+        }
+        self.retire -= 1;
+        self.provided -= 1;
+        let size = self.buf_size as usize;
+        // SAFETY: the range is buffer `bid` (bid < entries), inside the mapping. The kernel no longer has the buffer
+        // (it is not in the ring) and nothing refers to its bytes (its completion was processed and it has no hold),
+        // so dropping its pages loses nothing; they read as zeros if the buffer is ever given again.
+        unsafe {
+            libc::madvise(
+                self.mem.as_ptr().add(bid as usize * size).cast(),
+                size,
+                libc::MADV_DONTNEED,
+            )
+        };
+        self.retired.push(bid);
     }
 
     /// Make every pushed buffer visible to the kernel.
@@ -211,7 +258,7 @@ impl BufRing {
             self.parked[bid as usize] = true;
             return;
         }
-        self.push(bid);
+        self.give_back(bid);
     }
 
     /// Keep buffer `bid` out of the kernel's reach: bytes already received into it are queued for sending straight
@@ -239,8 +286,20 @@ impl BufRing {
         *h = h.saturating_sub(1);
         if *h == 0 && self.parked[i] {
             self.parked[i] = false;
-            self.push(bid);
+            self.give_back(bid);
         }
+    }
+}
+
+#[cfg(test)]
+impl BufRing {
+    /// The whole of buffer `bid` (tests only).
+    fn peek(&self, bid: u16) -> &[u8] {
+        assert!(bid < self.entries);
+        let size = self.buf_size as usize;
+        // SAFETY: buffer `bid` lies inside the mapping, which lives as long as `self`; in these tests no kernel
+        // receive writes into it.
+        unsafe { std::slice::from_raw_parts(self.mem.as_ptr().add(bid as usize * size), size) }
     }
 }
 
@@ -300,5 +359,59 @@ mod tests {
         assert_eq!(b.tail, 16, "each buffer given exactly once");
         assert!(!b.grow(), "nothing left to give");
         assert_eq!(b.tail, 16);
+    }
+
+    #[test]
+    fn a_ring_shrinks_as_buffers_come_back_and_grows_again_from_the_retired_ones() {
+        let mut r = super::super::Ring::new(8, 16).expect("io_uring available");
+        let i = r.add_buf_ring(16, 4096, 1, 4).unwrap();
+        let b = r.bufs(i);
+        assert!(b.grow() && b.grow());
+        assert_eq!((b.provided(), b.tail), (16, 16));
+        // Bytes "received" into buffer 5, which is held for sending when the kernel is done with it.
+        b.take(5, 100).unwrap().fill(0xab);
+        b.hold(5);
+        b.shrink_to(4);
+        assert_eq!(b.provided(), 16, "nothing retired before buffers come back");
+        for bid in 0..4 {
+            b.release(bid, false);
+        }
+        assert_eq!(
+            (b.provided(), b.tail),
+            (12, 16),
+            "four retired, none given back"
+        );
+        b.release(5, false);
+        assert_eq!(b.provided(), 12, "a held buffer is not retired while held");
+        assert!(
+            b.peek(5)[..100].iter().all(|&x| x == 0xab),
+            "its bytes are intact"
+        );
+        b.unhold(5);
+        assert_eq!(b.provided(), 11, "retired when its last hold ended");
+        for bid in 6..13 {
+            b.release(bid, false);
+        }
+        assert_eq!((b.provided(), b.tail), (4, 16), "down to the target");
+        b.release(13, false);
+        assert_eq!(
+            (b.provided(), b.tail),
+            (4, 17),
+            "at the target, buffers go back to the kernel"
+        );
+        // A retired buffer's pages were dropped: it reads as zeros.
+        assert!(b.peek(5).iter().all(|&x| x == 0));
+        // Growing gives retired buffers, each once, and never more than the ring holds.
+        assert!(b.grow());
+        assert_eq!((b.provided(), b.tail), (8, 21));
+        assert!(b.grow());
+        assert_eq!((b.provided(), b.tail), (16, 29));
+        assert!(!b.grow());
+        assert!(b.retired.is_empty());
+        // A shrink called off by a grow retires nothing more.
+        b.shrink_to(1);
+        assert!(!b.grow());
+        b.release(14, false);
+        assert_eq!(b.provided(), 16);
     }
 }

@@ -62,6 +62,9 @@ const BUFS: usize = 0;
 /// Receive buffers a worker gives the kernel at start; it doubles them (up to `Config::recv_buffers`) each time a
 /// receive runs out, so a worker that never needs the whole ring never touches its memory.
 const RECV_BUFFERS_INITIAL: u16 = 8;
+/// Sweeps in a row in which the receive ring had more buffers than its recent need (and ran out of none) before it
+/// is shrunk to that need (see `Worker::trim_recv_ring`).
+const RECV_TRIM_AFTER: u8 = 3;
 
 /// The worker's clock: read once per loop turn.
 struct Clock {
@@ -96,6 +99,12 @@ pub(crate) struct Worker<H: Handler> {
     iov_pool: Vec<Box<IoVecs>>,
     clock: Clock,
     next_sweep: Instant,
+    /// The most bytes one turn read since the last sweep; how many sweeps in a row the receive ring has been larger
+    /// than it needed, and the largest need in those; `enobufs` at the last sweep (see `trim_recv_ring`).
+    recv_peak_turn: u64,
+    recv_calm: u8,
+    recv_calm_need: u16,
+    enobufs_seen: u64,
     accept_armed: bool,
     accept_retry_at: Option<Instant>,
     stopping: Option<Instant>,
@@ -171,6 +180,10 @@ impl<H: Handler> Worker<H> {
                 secs: 0,
             },
             next_sweep: now + Duration::from_secs(1),
+            recv_peak_turn: 0,
+            recv_calm: 0,
+            recv_calm_need: 0,
+            enobufs_seen: 0,
             accept_armed: false,
             accept_retry_at: None,
             stopping: None,
@@ -208,6 +221,7 @@ impl<H: Handler> Worker<H> {
             // takes (short sends, paused reads).
             let turn_in = self.local.c.bytes_in
                 - std::mem::replace(&mut bytes_in_before, self.local.c.bytes_in);
+            self.recv_peak_turn = self.recv_peak_turn.max(turn_in);
             let batch =
                 (!self.coalesce.is_zero() && self.stopping.is_none() && turn_in < COALESCE_BYTES)
                     .then_some((COALESCE_MAX, self.coalesce));
@@ -223,6 +237,7 @@ impl<H: Handler> Worker<H> {
                 self.tick_due = false;
                 self.sweep();
                 self.apply_ring_holds();
+                self.trim_recv_ring();
                 let bufs = self.ring.bufs(BUFS);
                 self.local.c.recv_buffers_held = bufs.held() as u64;
                 self.local.c.recv_buffers_provided = u64::from(bufs.provided());
@@ -235,6 +250,36 @@ impl<H: Handler> Worker<H> {
         self.flush_dirty();
         self.shared().stats[self.id].store(&self.local.c);
         Ok(())
+    }
+
+    /// Once a sweep: after a burst grew the receive ring, give the memory of the buffers the load no longer needs
+    /// back to the system. A sweep's need is what its busiest turn read, in buffers, plus the held ones and the one
+    /// the kernel is filling, twice over (at least the initial 8). Once the ring has been larger than the need for
+    /// `RECV_TRIM_AFTER` sweeps in a row without running out, it shrinks to the largest need of those sweeps
+    /// (`BufRing::shrink_to`). A receive that runs out grows it again at once, so a steady load keeps its size.
+    fn trim_recv_ring(&mut self) {
+        let ran_out =
+            std::mem::replace(&mut self.enobufs_seen, self.local.c.enobufs) != self.local.c.enobufs;
+        let size = u64::from(self.shared().config.recv_buffer_size);
+        let peak = std::mem::take(&mut self.recv_peak_turn);
+        let bufs = self.ring.bufs(BUFS);
+        let need = (peak.div_ceil(size) as usize + bufs.held() + 1) * 2;
+        let need = need
+            .max(usize::from(RECV_BUFFERS_INITIAL))
+            .next_power_of_two()
+            .min(usize::from(u16::MAX)) as u16;
+        if ran_out || bufs.provided() <= need {
+            self.recv_calm = 0;
+            self.recv_calm_need = 0;
+            return;
+        }
+        self.recv_calm += 1;
+        self.recv_calm_need = self.recv_calm_need.max(need);
+        if self.recv_calm >= RECV_TRIM_AFTER {
+            bufs.shrink_to(self.recv_calm_need);
+            self.recv_calm = 0;
+            self.recv_calm_need = 0;
+        }
     }
 
     fn reap(&mut self) {
