@@ -4,10 +4,12 @@
 //! (`dangerous_into_kernel_connection`): rustls keeps only what it needs to derive the next traffic secrets (a
 //! `KernelConnection`), and the records are protected here with `ring`'s AEAD. This is the seam kernel TLS would use;
 //! here the "kernel" is this file. It exists for memory: rustls' full connection keeps ~3.3 KiB per idle session
-//! (perf/tls-choice.md); this keeps the raw traffic keys (32-byte key, 12-byte IV, sequence number each way) and
-//! expands a key only for the records of one call, so an idle session holds a few hundred bytes.
+//! (perf/tls-choice.md); this keeps the raw traffic keys (32-byte key, 12-byte IV, sequence number each way), and
+//! the expanded keys only while the session is busy (dropped by the timer sweep once it idles), so an idle session
+//! holds a few hundred bytes.
 //!
-//! What it does: application data both ways (records of at most 16 KiB, decrypted in place); `close_notify` and
+//! What it does: application data both ways (records of at most 16 KiB; received ones decrypted and joined in
+//! place, sent ones filled across the caller's pieces and encrypted where they are written); `close_notify` and
 //! fatal alerts from the peer; KeyUpdate from the peer (new receive keys, and an answer with new send keys when the
 //! peer asks); a KeyUpdate of our own before the send keys reach the cipher's confidentiality limit; our own fatal
 //! alert (encrypted) on any violation. Anything else after the handshake (other handshake messages, a handshake

@@ -3,8 +3,11 @@
 //! session exactly as plain bytes would; everything those phases queue is plaintext, encrypted by [`seal`] right
 //! before each send. Also the per-worker handshake cap and its gauge.
 //!
-//! No buffer is held per connection: decrypted plaintext lands in one per-worker buffer, ciphertext in the
-//! connection's pooled send buffers, and the session keeps only rustls' state (and the tail of an incomplete record).
+//! No buffer is held per connection: records are decrypted in the receive buffer and their plaintext is parsed there
+//! (a large echo is sent from there, sealed into the send buffer: its one copy); only plaintext the session cannot
+//! leave in place (a record completed from a held tail, the handshake, TLS 1.2) lands in one per-worker buffer.
+//! Ciphertext goes to the connection's pooled send buffers, and the session keeps only its keys (and the tail of an
+//! incomplete record).
 
 use std::sync::Arc;
 use std::time::Instant;
