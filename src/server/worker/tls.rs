@@ -78,9 +78,10 @@ fn count_failure(c: &mut Counters, e: &TlsError) {
 }
 
 /// Ciphertext arrived for a TLS connection (`rx`: where it lies in the receive ring, None if copied out of it). The
-/// records are decrypted in place and their plaintext parsed where it lies. Returns true when the connection must be torn down now (the peer
-/// closed TLS with `close_notify`, or TLS failed on an open WebSocket); a failure during the HTTP phase instead
-/// queues what there is to say (an alert, or a 400 for plain HTTP) and closes after it is written.
+/// records are decrypted in place and their plaintext parsed where it lies. Returns true when the connection must
+/// be torn down now (the peer closed TLS with `close_notify`, or TLS failed on an open WebSocket); a failure during
+/// the HTTP phase instead queues what there is to say (an alert, or a 400 for plain HTTP) and closes after it is
+/// written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read<H: Handler>(
     h: &H,
@@ -136,8 +137,9 @@ pub(super) fn read<H: Handler>(
         local.c.tls_handshakes += 1;
         local.c.tls_resumed += resumed as u64;
     }
-    // The plaintext: what the session could not leave in place (copied), then what it left in `data`. Both at once
-    // go as one copy (rare: a record completed from held input, then more records in the same read).
+    // The plaintext: what the session could not leave in place (copied), then what it left in `data`. When there
+    // is both (a record completed from held input, then more records in the same read), the second is appended to
+    // the first, so the layers above see one chunk.
     let mut plain = &mut data[in_place];
     let mut rx = rx;
     if !tw.plain.is_empty() && !plain.is_empty() {
