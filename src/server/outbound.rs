@@ -222,6 +222,11 @@ impl BufPool {
         self.ring_releases.push(bid);
     }
 
+    /// Capacity of the buffers kept for reuse (a gauge).
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.tiny.len() * TINY_CAP + self.small.len() * SMALL_CAP + self.large.len() * LARGE_CAP
+    }
+
     #[inline]
     fn take(&mut self, need: usize) -> Vec<u8> {
         if need <= TINY_CAP {
@@ -308,11 +313,12 @@ impl Outbound {
         };
         match room {
             Some((true, _)) => {}
-            // A full tiny tail: this connection is batching this turn, so go on in a small buffer.
-            Some((false, TINY_CAP)) => self
+            // A full tail: this connection is batching this turn, so it goes on in a small buffer (or one that fits
+            // `need`), never back in a tiny one.
+            Some((false, _)) => self
                 .segs
                 .push_back(Seg::Owned(pool.take(need.max(TINY_CAP + 1)))),
-            _ => self.segs.push_back(Seg::Owned(pool.take(need))),
+            None => self.segs.push_back(Seg::Owned(pool.take(need))),
         }
         match self.segs.back_mut() {
             Some(Seg::Owned(v)) => v,

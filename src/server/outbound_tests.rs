@@ -108,18 +108,19 @@ fn one_small_frame_holds_a_tiny_buffer_and_a_batch_goes_on_in_a_small_one() {
     let bp = Backpressure::new(1 << 20);
     o.push_frame(OpCode::Text, &[b'x'; 20], &bp, &mut pool);
     assert_eq!(owned_caps(&o), [TINY_CAP]);
-    // A batch: 100 x 22 B fill the tiny buffer, then continue in ONE small buffer, not a chain of tiny ones.
+    // A batch: 250 x 22 B fill the tiny buffer, then continue in small buffers, never a chain of tiny ones.
     let mut want = b"\x81\x14".to_vec();
     want.extend_from_slice(&[b'x'; 20]);
-    for i in 0..99u8 {
+    for i in 0..249u8 {
         o.push_frame(OpCode::Binary, &[i; 20], &bp, &mut pool);
         want.extend_from_slice(&[0x82, 20]);
         want.extend_from_slice(&[i; 20]);
     }
-    assert_eq!(owned_caps(&o), [TINY_CAP, SMALL_CAP]);
+    assert_eq!(owned_caps(&o), [TINY_CAP, SMALL_CAP, SMALL_CAP]);
     assert_eq!(drain_all(&mut o, &mut pool), want);
-    // Both go back to their classes in the pool and are reused.
-    assert_eq!((pool.tiny.len(), pool.small.len()), (1, 1));
+    // They go back to their classes in the pool and are reused.
+    assert_eq!((pool.tiny.len(), pool.small.len()), (1, 2));
+    assert_eq!(pool.pooled_bytes(), TINY_CAP + 2 * SMALL_CAP);
     o.push_frame(OpCode::Text, b"again", &bp, &mut pool);
     assert_eq!(pool.tiny.len(), 0);
 }

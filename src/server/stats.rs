@@ -69,6 +69,7 @@ counters! {
     paused_input_bytes: "gauge", "ringws_paused_input_bytes", "Bytes received by connections whose reads backpressure paused, waiting for them to resume (sampled once a second).";
     recv_buffers_provided: "gauge", "ringws_recv_buffers_provided", "Receive buffers in the cycle (grows from 8 up to recv_buffers when receives run out, shrinks back a few seconds after the burst; sampled once a second).";
     recv_buffers_held: "gauge", "ringws_recv_buffers_held", "Receive buffers held by bytes queued for sending straight from them (sampled once a second).";
+    send_buffers_pooled: "gauge", "ringws_send_buffers_pooled_bytes", "Capacity of the send buffers a worker keeps for reuse (at most 10 MiB: 4096 x 512 B, 1024 x 4 KiB, 64 x 64 KiB; sampled once a second).";
     zero_copy_sends: "counter", "ringws_zero_copy_sends_total", "Messages sent straight from the receive buffer they arrived in (no copy; large echoes).";
     ring_spills: "counter", "ringws_ring_spills_total", "Queued bytes copied out of a receive buffer after a short send, so the buffer could go back.";
     door_bad_request: "counter", "ringws_door_refusals_total{reason=\"bad_request\"}", "Requests refused at the door, by reason: bad_request (ambiguous framing: Host, Content-Length, Transfer-Encoding), origin, auth_* (token), per_ip_* (per-address limits).";

@@ -240,6 +240,7 @@ impl<H: Handler> Worker<H> {
                 self.trim_recv_ring();
                 let bufs = self.ring.bufs(BUFS);
                 self.local.c.recv_buffers_held = bufs.held() as u64;
+                self.local.c.send_buffers_pooled = self.local.pool.pooled_bytes() as u64;
                 self.local.c.recv_buffers_provided = u64::from(bufs.provided());
                 self.local.c.paused_input_bytes = self.paused.bytes() as u64;
             }
