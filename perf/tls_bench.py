@@ -7,7 +7,8 @@ Usage:
 Env: ROUNDS (3), DURATION (4s), CASES (echo: "100x20 10x16384"), CLIENTS (handshake: 8), RINGWS, LOADTEST
 (default target/release/*), NODE_PEER (path to perf/peers/ws-https-echo.js with `ws` resolvable), VARIANTS (filter),
 AB ("old=BIN,new=BIN": the wss rows once per ringws binary, for an A/B of a server change).
-Prints one line per run on stderr and a markdown table (medians, ranges) on stdout."""
+Prints one line per run on stderr and a markdown table (medians, ranges) on stdout; the echo table splits the server's
+CPU per message into user space and kernel (from /proc after the warm-up and at the end of each run)."""
 import json, os, socket, statistics, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,14 +43,32 @@ def start(kind, port, cert, key):
     return srv
 
 
+def cpu_split(pid):
+    """(utime, stime) of a process in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / hz, int(fields[12]) / hz
+
+
 def loadtest(srv, args):
-    out = subprocess.run(["taskset", "-c", "1", LT, "--duration", DUR, "--warmup", "1s", "--server-pid", str(srv.pid),
-                          "--json", "--quiet"] + args, capture_output=True, text=True)
+    """loadtest's JSON, plus the server's user and kernel CPU-µs/msg (from /proc, sampled after the 1 s warm-up and
+    at the end: a close approximation of loadtest's own window)."""
+    lt = subprocess.Popen(["taskset", "-c", "1", LT, "--duration", DUR, "--warmup", "1s", "--server-pid", str(srv.pid),
+                           "--json", "--quiet"] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    u0, s0 = cpu_split(srv.pid)
+    out, err = lt.communicate()
+    u1, s1 = cpu_split(srv.pid)
     try:
-        return json.loads(out.stdout)
+        d = json.loads(out)
     except Exception:
-        print("fail", args, out.stderr[-300:], file=sys.stderr)
+        print("fail", args, err[-300:], file=sys.stderr)
         return None
+    n = d.get("received") or d.get("handshakes") or 0
+    d["server_user_us"] = (u1 - u0) * 1e6 / n if n else 0.0
+    d["server_sys_us"] = (s1 - s0) * 1e6 / n if n else 0.0
+    return d
 
 
 def med(v, fmt):
@@ -76,12 +95,14 @@ def echo(cert, key):
                 if not d:
                     continue
                 row = (d["server_cpu_us_per_msg"], d["msgs_per_s"], d["server_cpu_pct"], d["client_cpu_pct"],
-                       d["latency_us"]["p50"], d["latency_us"]["p99"], d["errors_total"] + d["mismatches"])
+                       d["latency_us"]["p50"], d["latency_us"]["p99"], d["errors_total"] + d["mismatches"],
+                       d["server_user_us"], d["server_sys_us"])
                 res.setdefault((case, name), []).append(row)
-                print(r, case, name, "%.2f us/msg %.0f msg/s srv %.0f%% cli %.0f%% p50 %d p99 %d err %d" % row,
-                      file=sys.stderr)
-    print("| case | server | server CPU-µs/msg | ratio to ws | msg/s | server CPU % | client CPU % | p50 µs | p99 µs |")
-    print("|---|---|---|---|---|---|---|---|---|")
+                print(r, case, name, "%.2f us/msg %.0f msg/s srv %.0f%% cli %.0f%% p50 %d p99 %d err %d"
+                      " user %.2f sys %.2f" % row, file=sys.stderr)
+    print("| case | server | server CPU-µs/msg | ratio to ws | user µs/msg | kernel µs/msg | msg/s | server CPU % "
+          "| client CPU % | p50 µs | p99 µs |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         base = [x[0] for x in res.get((case, "ringws ws"), [])]
         for name, _, _ in variants:
@@ -90,8 +111,9 @@ def echo(cert, key):
                 continue
             c = [x[0] for x in v]
             ratio = [x / b for x, b in zip(c, base)] if base else []
-            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-                case, name, med(c, "%.2f"), med(ratio, "%.2f"), med([x[1] / 1000 for x in v], "%.0fk"),
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                case, name, med(c, "%.2f"), med(ratio, "%.2f"), med([x[7] for x in v], "%.2f"),
+                med([x[8] for x in v], "%.2f"), med([x[1] / 1000 for x in v], "%.0fk"),
                 med([x[2] for x in v], "%.0f"), med([x[3] for x in v], "%.0f"), med([x[4] for x in v], "%d"),
                 med([x[5] for x in v], "%d")))
 

@@ -290,3 +290,71 @@ fn idle_buffered_pair(
     }
     s
 }
+
+#[test]
+#[ignore = "measurement: run alone in an optimized build"]
+fn tls_cpu_per_record_sizes() {
+    // TLS 1.3 on the record layer: a small record with the expanded keys kept (a busy session) and expanded per
+    // call (an idle one: swept before each call); a 16 KiB message in one record against 4 bytes more, which need a
+    // second record (the 2^14-byte plaintext limit: a 16 KiB WebSocket payload behind its frame header).
+    let (store, cert, _dir) = store();
+    let mut p = Pair::new(
+        client(&client_config(&cert.der, &rustls::version::TLS13)),
+        store.acceptor().accept().unwrap(),
+    );
+    p.handshake().unwrap();
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut per = |what: &str, n: usize, f: &mut dyn FnMut(&mut Vec<u8>)| {
+        let t0 = thread_cpu_ns();
+        for _ in 0..n {
+            out.clear();
+            f(&mut out);
+        }
+        println!(
+            "record layer: {what}: {} ns",
+            (thread_cpu_ns() - t0) / n as u64
+        );
+    };
+    let s = &mut p.server;
+    per("warm-up", RECORDS, &mut |o| s.encrypt(MSG, o).unwrap());
+    per("encrypt 20 B, keys kept", RECORDS, &mut |o| {
+        s.encrypt(MSG, o).unwrap()
+    });
+    per("encrypt 20 B, keys expanded per call", RECORDS, &mut |o| {
+        s.sweep();
+        s.encrypt(MSG, o).unwrap()
+    });
+    let big = vec![7u8; 16388];
+    for n in [16384, 16388] {
+        per(&format!("encrypt {n} B"), 2000, &mut |o| {
+            s.encrypt(&big[..n], o).unwrap()
+        });
+    }
+    for n in [16384usize, 16388] {
+        // In batches of 8 messages (128 KiB, in cache as a receive buffer is), the client's encryption not timed.
+        let (mut got, mut ns) = (0, 0);
+        for _ in 0..250 {
+            let recs: Vec<Vec<u8>> = (0..8)
+                .map(|_| {
+                    p.client.writer().write_all(&big[..n]).unwrap();
+                    let mut v = Vec::new();
+                    while p.client.wants_write() {
+                        p.client.write_tls(&mut v).unwrap();
+                    }
+                    v
+                })
+                .collect();
+            let t0 = thread_cpu_ns();
+            for mut r in recs {
+                let (_, plain) = p
+                    .server
+                    .read_tls_in_place(&mut r, &mut out, &mut |_| ())
+                    .unwrap();
+                got += plain.len();
+            }
+            ns += thread_cpu_ns() - t0;
+        }
+        assert_eq!(got, 2000 * n);
+        println!("record layer: decrypt {n} B in place: {} ns", ns / 2000);
+    }
+}

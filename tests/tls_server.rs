@@ -157,6 +157,36 @@ fn https_and_wss_on_one_listener() {
     srv.wait_metric("ringws_tls_handshakes_in_progress", |v| v == 0);
 }
 
+/// Large echoes over wss: records are decrypted in the receive buffer and a payload still lying there is sent
+/// from it (sealed into the send buffer, its one copy); messages pipelined so reads hold many records, some of
+/// them cut between reads, and sizes around the 16 KiB record limit.
+#[test]
+fn wss_large_echoes_are_parsed_and_sent_from_the_receive_buffer() {
+    let srv = start(|_| {});
+    let mut ws = wss(srv.addr(), &srv.client());
+    for _ in 0..20 {
+        echo(&mut ws, vec![7u8; 16 * 1024]);
+    }
+    srv.wait_metric("ringws_zero_copy_sends_total", |v| v >= 1);
+    let sizes = [
+        4096usize, 16380, 16384, 16385, 30_000, 65_000, 200_000, 5000, 1,
+    ];
+    let msgs: Vec<Vec<u8>> = (0..3)
+        .flat_map(|round| sizes.map(move |n| (0..n).map(|i| (i * 31 + round) as u8).collect()))
+        .collect();
+    for m in &msgs {
+        ws.send(Message::Binary(m.clone().into())).unwrap();
+    }
+    for m in &msgs {
+        match ws.read().unwrap() {
+            Message::Binary(b) => assert!(b[..] == m[..], "echo differs ({} bytes)", m.len()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    ws.close(None).unwrap();
+    while ws.read().is_ok() {}
+}
+
 #[test]
 fn wss_echo_with_python_websockets() {
     let srv = start(|_| {});

@@ -85,6 +85,7 @@ proptest! {
     fn any_split_gives_the_same_plaintext(
         tls13 in any::<bool>(),
         key_updates in any::<bool>(),
+        in_place in any::<bool>(),
         cuts in prop::collection::vec(1usize..700, 1..12),
         msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..20_000), 1..5),
     ) {
@@ -92,6 +93,7 @@ proptest! {
         let v = if tls13 { VERSIONS[0].0 } else { VERSIONS[1].0 };
         let mut p = pair(&store, &client_config(&cert.der, v));
         p.cuts = cuts;
+        p.in_place = in_place;
         p.handshake().unwrap();
         if key_updates {
             p.server.set_key_update_interval(3);
@@ -113,6 +115,68 @@ proptest! {
         prop_assert_eq!(&p.server_got[before..], all.as_slice());
         prop_assert_eq!(p.server.pending_len(), 0);
     }
+
+    /// Reads of many whole records at once (large cuts, messages over several records, key updates between them):
+    /// the plaintext is decrypted and joined in the read's own bytes, in order, and none of it is copied out
+    /// unless a record was completed from input held since the previous read.
+    #[test]
+    fn whole_records_are_decrypted_and_joined_in_place(
+        key_update in any::<bool>(),
+        cuts in prop::collection::vec(1usize..70_000, 1..6),
+        msgs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40_000), 1..6),
+    ) {
+        let (store, cert, _dir) = store();
+        let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+        p.handshake().unwrap();
+        prop_assert!(p.server.is_handed_over());
+        p.cuts = cuts;
+        p.in_place = true;
+        for (i, m) in msgs.iter().enumerate() {
+            if key_update && i == 1 {
+                p.client.refresh_traffic_keys().unwrap();
+            }
+            p.client.writer().write_all(m).unwrap();
+        }
+        p.pump().unwrap();
+        prop_assert_eq!(&p.server_got, &msgs.concat());
+        prop_assert_eq!(p.server.pending_len(), 0);
+        prop_assert_eq!(p.sink_without_held, 0, "plaintext of whole records stays in place");
+    }
+}
+
+/// The record lengths in `ciphertext` (each record's header, in order).
+fn record_lens(mut ciphertext: &[u8]) -> Vec<usize> {
+    let mut lens = Vec::new();
+    while ciphertext.len() >= 5 {
+        let len = u16::from_be_bytes([ciphertext[3], ciphertext[4]]) as usize;
+        lens.push(len);
+        ciphertext = &ciphertext[5 + len..];
+    }
+    assert!(ciphertext.is_empty(), "whole records");
+    lens
+}
+
+#[test]
+fn encrypted_parts_share_records_up_to_16_kib() {
+    let (store, cert, _dir) = store();
+    let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+    p.handshake().unwrap();
+    let payload: Vec<u8> = (0..16384u32).map(|i| (i * 13 % 251) as u8).collect();
+    // Content + content type byte + 16-byte tag per record.
+    let header = [0x82u8, 0x7e, 0x40, 0x00];
+    let out = p.server_sends_parts(&[&header, &payload]).unwrap();
+    assert_eq!(
+        record_lens(&out),
+        [16384 + 17, 4 + 17],
+        "a 16 KiB payload behind its frame header: one full record and the 4 bytes left"
+    );
+    let out = p.server_sends_parts(&[&header, &payload[..8000]]).unwrap();
+    assert_eq!(record_lens(&out), [8004 + 17], "one record for both parts");
+    let out = p
+        .server_sends_parts(&[b"", &payload[..10], b"", &payload, &payload[..3]])
+        .unwrap();
+    assert_eq!(record_lens(&out), [16384 + 17, 13 + 17]);
+    assert!(p.server_sends_parts(&[b"", b""]).unwrap().is_empty());
 }
 
 proptest! {
@@ -127,10 +191,12 @@ proptest! {
         typ in prop::sample::select(vec![0x14u8, 0x15, 0x16, 0x17, 0x18, 0x00]),
         junk in prop::collection::vec(any::<u8>(), 0..600),
         cut in 1usize..64,
+        in_place in any::<bool>(),
     ) {
         let (store, cert, _dir) = store();
         let v = if tls13 { VERSIONS[0].0 } else { VERSIONS[1].0 };
         let mut p = pair(&store, &client_config(&cert.der, v));
+        p.in_place = in_place;
         p.handshake().unwrap();
         p.client_sends(b"valid first").unwrap();
         let mut bytes = Vec::new();
@@ -569,4 +635,42 @@ fn server_prefers_aes_128_gcm_but_serves_clients_without_it() {
         let suite = format!("{:?}", p.client.negotiated_cipher_suite().unwrap().suite());
         assert!(suite.contains(only), "{suite}");
     }
+}
+
+#[test]
+fn only_a_busy_session_keeps_expanded_keys_and_drops_them_when_idle() {
+    let (store, cert, _dir) = store();
+    let mut p = pair(&store, &client_config(&cert.der, &rustls::version::TLS13));
+    p.handshake().unwrap();
+    p.client_sends(b"GET /echo HTTP/1.1\r\n\r\n").unwrap();
+    p.server_sends(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        .unwrap();
+    assert!(
+        !p.server.holds_keys(),
+        "a session used once or twice expands keys per call"
+    );
+    for i in 0..10u8 {
+        p.client_sends(&[i; 100]).unwrap();
+        p.server_sends(&[i; 100]).unwrap();
+    }
+    assert!(p.server.holds_keys(), "a busy session keeps them");
+    p.server.sweep();
+    assert!(p.server.holds_keys(), "busy since the last sweep: kept");
+    p.client_sends(b"one more").unwrap();
+    p.server_sends(b"one more").unwrap();
+    p.server.sweep();
+    assert!(
+        !p.server.holds_keys(),
+        "nearly idle since the last sweep: dropped"
+    );
+    // Busy again, with key updates both ways: the kept keys follow them.
+    p.server.set_key_update_interval(3);
+    for i in 0..20u8 {
+        if i % 5 == 0 {
+            p.client.refresh_traffic_keys().unwrap();
+        }
+        p.client_sends(&[i; 3000]).unwrap();
+        p.server_sends(&[i; 20000]).unwrap();
+    }
+    assert!(p.server.holds_keys());
 }

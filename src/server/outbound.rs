@@ -520,28 +520,64 @@ impl Outbound {
         }
     }
 
-    /// TLS: encrypt every plaintext segment (those after the sealed ones) through `encrypt`, which appends the
-    /// records for one plaintext to the given buffer, into pooled buffers; afterwards every segment is ciphertext.
-    /// Call before each send on a TLS connection (no send is in flight then, so nothing changes under the kernel).
+    /// TLS: encrypt every plaintext segment (those after the sealed ones) into pooled buffers; afterwards every
+    /// segment is ciphertext. `encrypt` gets a run of consecutive plaintext segments (as many as one large pooled
+    /// buffer holds once encrypted, at least one) and appends their records to the given buffer, so that a frame
+    /// header and a payload queued as a segment of its own (a ring segment) share records. Call before each send on
+    /// a TLS connection, and before queueing ciphertext of a read. A send in flight only ever holds sealed
+    /// segments (sends are prepared after sealing), and those are left alone: nothing changes under the kernel.
     pub(crate) fn seal<E>(
         &mut self,
         pool: &mut BufPool,
-        mut encrypt: impl FnMut(&[u8], &mut Vec<u8>) -> Result<(), E>,
+        mut encrypt: impl FnMut(&mut dyn Iterator<Item = &[u8]>, &mut Vec<u8>) -> Result<(), E>,
     ) -> Result<(), E> {
-        debug_assert!(!self.in_flight());
+        debug_assert!(self.inflight_segs <= self.sealed);
+        // Room for the records' overhead (a few dozen bytes per 16 KiB record).
+        let room = |n: usize| n + n / 512 + 64;
         let mut result = Ok(());
         while self.segs.len() > self.sealed as usize {
-            let seg = self.segs.remove(self.sealed as usize);
-            let p = seg.bytes();
-            self.queued -= p.len();
-            if result.is_ok() && !p.is_empty() {
-                // Room for the records' overhead (a few dozen bytes per 16 KiB record).
-                let v = self.sealed_tail(p.len() + p.len() / 512 + 64, pool);
-                let start = v.len();
-                result = encrypt(p, v);
-                self.queued += v.len() - start;
+            let first = self.sealed as usize;
+            let (mut end, mut bytes) = (first, 0);
+            while let Some(s) = self.segs.get(end) {
+                let n = s.bytes().len();
+                if end > first && room(bytes + n) > LARGE_CAP {
+                    break;
+                }
+                (end, bytes) = (end + 1, bytes + n);
             }
-            pool.release(seg);
+            // The buffer the records go to is out of the queue while the run is read.
+            let mut sealed = None;
+            if result.is_ok() && bytes > 0 {
+                let reuse = self.reusable_sealed_tail(room(bytes));
+                let mut v = match reuse.and_then(|i| self.segs.get_mut(i)) {
+                    Some(Seg::Owned(v)) => std::mem::take(v),
+                    _ => pool.take(room(bytes)),
+                };
+                let start = v.len();
+                let mut run = (first..end)
+                    .filter_map(|i| self.segs.get(i))
+                    .map(Seg::bytes);
+                result = encrypt(&mut run, &mut v);
+                self.queued += v.len() - start;
+                sealed = Some((reuse, v));
+            }
+            for _ in first..end {
+                let seg = self.segs.remove(first);
+                self.queued -= seg.bytes().len();
+                pool.release(seg);
+            }
+            match sealed {
+                Some((Some(i), v)) => {
+                    if let Some(s) = self.segs.get_mut(i) {
+                        *s = Seg::Owned(v);
+                    }
+                }
+                Some((None, v)) => {
+                    self.segs.insert(first, Seg::Owned(v));
+                    self.sealed += 1;
+                }
+                None => {}
+            }
         }
         result
     }
@@ -565,17 +601,23 @@ impl Outbound {
     /// The last sealed segment if it is owned, not in flight and has room for `need` bytes; else a fresh pooled
     /// one inserted right after the sealed ones.
     fn sealed_tail(&mut self, need: usize, pool: &mut BufPool) -> &mut Vec<u8> {
-        let n = self.sealed as usize;
-        let ok = n > self.inflight_segs as usize
-            && matches!(self.segs.get(n - 1), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
-        if !ok {
-            self.segs.insert(n, Seg::Owned(pool.take(need)));
+        if self.reusable_sealed_tail(need).is_none() {
+            self.segs
+                .insert(self.sealed as usize, Seg::Owned(pool.take(need)));
             self.sealed += 1;
         }
         match self.segs.get_mut(self.sealed as usize - 1) {
             Some(Seg::Owned(v)) => v,
             _ => unreachable!("the last sealed segment was just made owned"),
         }
+    }
+
+    /// The index of the last sealed segment if it is owned, not in flight and has room for `need` more bytes.
+    fn reusable_sealed_tail(&self, need: usize) -> Option<usize> {
+        let n = self.sealed as usize;
+        let ok = n > self.inflight_segs as usize
+            && matches!(self.segs.get(n - 1), Some(Seg::Owned(v)) if v.capacity() - v.len() >= need);
+        ok.then(|| n - 1)
     }
 
     /// Release the queue's own allocation when idle (called by the periodic sweep).

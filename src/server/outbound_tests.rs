@@ -147,10 +147,12 @@ fn queue_is_bounded_but_admits_one_large_message_when_empty() {
     assert_eq!(o.queued(), 5000 + 4 + 3);
 }
 
-/// A stand-in cipher: "[" + plaintext + "]" per call, so order and boundaries are visible.
-fn bracket(p: &[u8], out: &mut Vec<u8>) -> Result<(), ()> {
+/// A stand-in cipher: "[" + the run's plaintext + "]" per call, so order and boundaries are visible.
+fn bracket(run: &mut dyn Iterator<Item = &[u8]>, out: &mut Vec<u8>) -> Result<(), ()> {
     out.push(b'[');
-    out.extend_from_slice(p);
+    for p in run {
+        out.extend_from_slice(p);
+    }
     out.push(b']');
     Ok(())
 }
@@ -165,7 +167,8 @@ fn seal_encrypts_plaintext_in_order_after_what_is_sealed() {
     o.push_shared(Bytes::from_static(b"SH"), &bp);
     o.push_control(OpCode::Pong, b"", &mut pool);
     o.seal(&mut pool, bracket).unwrap();
-    let expect = [&b"HS"[..], b"[\x81\x01a]", b"[SH]", b"[\x8a\x00]"].concat();
+    // One run: the tail's frame, the shared frame and the pong share records.
+    let expect = [&b"HS"[..], b"[\x81\x01aSH\x8a\x00]"].concat();
     assert_eq!(o.queued(), expect.len());
     // A short send, then more plaintext and ciphertext produced by a read (sealed first).
     let _ = prepared(&mut o);
@@ -271,7 +274,35 @@ fn sealing_copies_ring_segments_and_ends_their_holds() {
     o.push_frame_in_ring(OpCode::Binary, &rx, 4, &bp, &mut pool);
     o.seal(&mut pool, bracket).unwrap();
     assert_eq!(pool.ring_releases, [4]);
-    // The stand-in cipher brackets each plaintext segment: the header, then the payload (copied).
-    let want = [&b"[\x82\x7e\x10\x00]["[..], &rx[..], b"]"].concat();
+    // The header (in the tail) and the payload (copied from the ring) are sealed as one run.
+    let want = [&b"[\x82\x7e\x10\x00"[..], &rx[..], b"]"].concat();
     assert_eq!(send_whole(&mut o, &mut pool), want);
+}
+
+#[test]
+fn a_seal_run_holds_what_one_large_buffer_holds_and_at_least_one_segment() {
+    let bp = Backpressure::new(1 << 20);
+    let mut pool = BufPool::default();
+    let mut o = Outbound::default();
+    let big = Bytes::from(vec![b'b'; 40_000]);
+    for s in [&b"x"[..], b"y", &big, &big, b"z"] {
+        o.push_shared(Bytes::copy_from_slice(s), &bp);
+    }
+    let huge = Bytes::from(vec![b'h'; 100_000]);
+    o.push_shared(huge.clone(), &bp);
+    o.seal(&mut pool, bracket).unwrap();
+    let expect = [
+        &b"[xy"[..],
+        &big,
+        b"]",
+        b"[",
+        &big,
+        b"z]",
+        b"[",
+        &huge,
+        b"]",
+    ]
+    .concat();
+    assert_eq!(o.queued(), expect.len());
+    assert_eq!(drain_all(&mut o, &mut pool), expect);
 }

@@ -4,14 +4,18 @@
 //! (`dangerous_into_kernel_connection`): rustls keeps only what it needs to derive the next traffic secrets (a
 //! `KernelConnection`), and the records are protected here with `ring`'s AEAD. This is the seam kernel TLS would use;
 //! here the "kernel" is this file. It exists for memory: rustls' full connection keeps ~3.3 KiB per idle session
-//! (perf/tls-choice.md); this keeps the raw traffic keys (32-byte key, 12-byte IV, sequence number each way) and
-//! expands a key only for the records of one call, so an idle session holds a few hundred bytes.
+//! (perf/tls-choice.md); this keeps the raw traffic keys (32-byte key, 12-byte IV, sequence number each way), and
+//! the expanded keys only while the session is busy (dropped by the timer sweep once it idles), so an idle session
+//! holds a few hundred bytes.
 //!
-//! What it does: application data both ways (records of at most 16 KiB, decrypted in place); `close_notify` and
+//! What it does: application data both ways (records of at most 16 KiB; received ones decrypted and joined in
+//! place, sent ones filled across the caller's pieces and encrypted where they are written); `close_notify` and
 //! fatal alerts from the peer; KeyUpdate from the peer (new receive keys, and an answer with new send keys when the
 //! peer asks); a KeyUpdate of our own before the send keys reach the cipher's confidentiality limit; our own fatal
 //! alert (encrypted) on any violation. Anything else after the handshake (other handshake messages, a handshake
 //! message split over records, ChangeCipherSpec, unencrypted records) is an `unexpected_message`.
+
+use std::ops::Range;
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::kernel::KernelConnection;
@@ -41,6 +45,12 @@ const MAX_CIPHER: usize = (1 << 14) + 256;
 const TAG: usize = 16;
 /// Never let a sequence number get near wrapping, whatever the suite's limit.
 const SEQ_CEILING: u64 = 1 << 62;
+/// A session that made at least this many calls (reads and encrypts) between two sweeps keeps its expanded keys
+/// through the next period; below it they are dropped, so an idle (or nearly idle) session holds none.
+const HOT_CALLS: u8 = 8;
+
+/// An expanded AEAD key, boxed so that keeping it or handing it around moves a pointer.
+type Key = Box<LessSafeKey>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Alg {
@@ -94,10 +104,10 @@ impl Keys {
         Ok(k)
     }
 
-    /// The expanded AEAD key (built per call, not kept: it is 560 bytes).
-    fn expand(&self) -> Result<LessSafeKey, TlsError> {
+    /// The expanded AEAD key (~560 bytes: kept only by busy sessions, see [`Records::sweep`]).
+    fn expand(&self) -> Result<Key, TlsError> {
         UnboundKey::new(self.alg.ring(), &self.key[..self.key_len as usize])
-            .map(LessSafeKey::new)
+            .map(|k| Box::new(LessSafeKey::new(k)))
             .map_err(|_| TlsError::Unexpected)
     }
 
@@ -127,6 +137,12 @@ pub(crate) struct Records {
     /// Records we may send with one key before updating it.
     tx_limit: u64,
     peer_closed: bool,
+    /// The expanded keys of a busy session (expanding one costs about as much as sealing a small record); None
+    /// while idle.
+    hot_tx: Option<Key>,
+    hot_rx: Option<Key>,
+    /// Calls since the last sweep (saturating).
+    calls: u8,
 }
 
 impl Records {
@@ -146,7 +162,30 @@ impl Records {
             kernel,
             tx_limit,
             peer_closed,
+            hot_tx: None,
+            hot_rx: None,
+            calls: 0,
         })
+    }
+
+    /// Once a second or so: a session that was (nearly) idle since the last sweep drops its expanded keys.
+    pub(crate) fn sweep(&mut self) {
+        if self.calls < HOT_CALLS {
+            self.hot_tx = None;
+            self.hot_rx = None;
+        }
+        self.calls = 0;
+    }
+
+    /// Whether the expanded keys of this call are kept for the next.
+    fn hot(&mut self) -> bool {
+        self.calls = self.calls.saturating_add(1);
+        self.calls >= HOT_CALLS
+    }
+
+    /// Tests: whether the session holds expanded keys.
+    pub(crate) fn holds_keys(&self) -> bool {
+        self.hot_tx.is_some() || self.hot_rx.is_some()
     }
 
     /// Sets how many records one send key protects before a KeyUpdate (tests make it small).
@@ -154,21 +193,27 @@ impl Records {
         self.tx_limit = records.clamp(2, SEQ_CEILING);
     }
 
-    /// Decrypts the whole records at the front of `buf` (in place), plaintext to `sink`; returns the bytes used.
+    /// Decrypts the whole records at the front of `buf` in place. Returns the bytes used and where their plaintext
+    /// now lies in `buf`, contiguous: the first record's plaintext stays where it was decrypted, the later ones' are
+    /// moved down behind it (over the headers and tags in between, so only the bytes after the first record move).
     /// On a violation an encrypted fatal alert is appended to `out`.
     pub(crate) fn read(
         &mut self,
         buf: &mut [u8],
         out: &mut Vec<u8>,
-        sink: &mut dyn FnMut(&[u8]),
         outcome: &mut ReadOutcome,
-    ) -> Result<usize, TlsError> {
-        match self.read_records(buf, out, sink, outcome) {
-            Ok(n) => Ok(n),
+    ) -> Result<(usize, Range<usize>), TlsError> {
+        let mut key = self.hot_rx.take();
+        let res = self.read_records(buf, out, outcome, &mut key);
+        if self.hot() {
+            self.hot_rx = key;
+        }
+        match res {
+            Ok(r) => Ok(r),
             Err((alert, e)) => {
                 if let Some(a) = alert {
                     // Best effort: the connection is failing anyway.
-                    let _ = self.seal(ALERT, &[2, u8::from(a)], out);
+                    let _ = self.seal(&mut None, ALERT, &[2, u8::from(a)], out);
                 }
                 Err(e)
             }
@@ -179,20 +224,20 @@ impl Records {
         &mut self,
         buf: &mut [u8],
         out: &mut Vec<u8>,
-        sink: &mut dyn FnMut(&[u8]),
         outcome: &mut ReadOutcome,
-    ) -> Result<usize, (Option<AlertDescription>, TlsError)> {
+        key: &mut Option<Key>,
+    ) -> Result<(usize, Range<usize>), (Option<AlertDescription>, TlsError)> {
         let local = |e: TlsError| (None, e);
         let mut used = 0;
-        let mut key: Option<LessSafeKey> = None;
+        let mut plain = 0..0;
         loop {
             if self.peer_closed {
                 // Nothing after close_notify counts (RFC 8446 6.1).
-                return Ok(buf.len());
+                return Ok((buf.len(), plain));
             }
             let rest = &mut buf[used..];
             if rest.len() < 5 {
-                return Ok(used);
+                return Ok((used, plain));
             }
             let len = u16::from_be_bytes([rest[3], rest[4]]) as usize;
             if len > MAX_CIPHER {
@@ -202,7 +247,7 @@ impl Records {
                 ));
             }
             if rest.len() < 5 + len {
-                return Ok(used);
+                return Ok((used, plain));
             }
             if rest[0] != APPLICATION_DATA {
                 return Err(unexpected(
@@ -217,19 +262,19 @@ impl Records {
             }
             let header = [rest[0], rest[1], rest[2], rest[3], rest[4]];
             let body = &mut rest[5..5 + len];
-            if key.is_none() {
-                key = Some(self.rx.expand().map_err(local)?);
-            }
-            let k = key.as_ref().expect("set above");
-            let plain = k
+            let k = match key {
+                Some(k) => k,
+                None => key.insert(self.rx.expand().map_err(local)?),
+            };
+            let decrypted = k
                 .open_in_place(self.rx.nonce(), Aad::from(header), body)
                 .map_err(|_| fatal(AlertDescription::BadRecordMac, rustls::Error::DecryptError))?;
             self.rx.seq += 1;
             // The content type is the last non-zero byte; zeros after it are padding.
-            let Some(at) = plain.iter().rposition(|&b| b != 0) else {
+            let Some(at) = decrypted.iter().rposition(|&b| b != 0) else {
                 return Err(unexpected("a record of padding only"));
             };
-            let (content, typ) = (&plain[..at], plain[at]);
+            let (content, typ) = (&decrypted[..at], decrypted[at]);
             if content.len() > MAX_PLAIN {
                 return Err(fatal(
                     AlertDescription::RecordOverflow,
@@ -238,8 +283,14 @@ impl Records {
             }
             match typ {
                 APPLICATION_DATA => {
-                    if !content.is_empty() {
-                        sink(content);
+                    let from = used + 5;
+                    if plain.is_empty() {
+                        plain = from..from + at;
+                    } else {
+                        // Behind the plaintext so far: `plain.end <= used`, the move is down and never overlaps
+                        // bytes still to be read.
+                        buf.copy_within(from..from + at, plain.end);
+                        plain.end += at;
                     }
                 }
                 ALERT => match content {
@@ -274,7 +325,7 @@ impl Records {
                         .update_rx_secret()
                         .map_err(|e| local(e.into()))?;
                     self.rx = Keys::new(seq, s).map_err(local)?;
-                    key = None;
+                    *key = None;
                     if request == 1 {
                         self.update_tx(out).map_err(local)?;
                     }
@@ -285,51 +336,114 @@ impl Records {
         }
     }
 
-    /// Encrypts `plaintext` as application-data records (at most 16 KiB each), appended to `out`.
-    pub(crate) fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        for chunk in plaintext.chunks(MAX_PLAIN) {
-            self.seal(APPLICATION_DATA, chunk, out)?;
+    /// Encrypts the bytes of `parts`, in order, as application-data records appended to `out`: each record is
+    /// filled to 16 KiB across part boundaries, so the parts cost the records their total needs, not one each.
+    /// The plaintext is copied once, into its place in `out`, and encrypted there.
+    pub(crate) fn encrypt(
+        &mut self,
+        parts: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsError> {
+        let mut key = self.hot_tx.take();
+        let res = self.encrypt_with(parts, out, &mut key);
+        if self.hot() {
+            self.hot_tx = key;
         }
-        Ok(())
+        res
+    }
+
+    fn encrypt_with(
+        &mut self,
+        parts: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+        key: &mut Option<Key>,
+    ) -> Result<(), TlsError> {
+        let mut part: &[u8] = &[];
+        loop {
+            while part.is_empty() {
+                match parts.next() {
+                    Some(p) => part = p,
+                    None => return Ok(()),
+                }
+            }
+            if self.tx.seq + 1 >= self.tx_limit {
+                self.update_tx(out)?;
+                *key = None;
+            }
+            let start = out.len();
+            out.extend_from_slice(&[0; 5]);
+            let mut n = 0;
+            loop {
+                let take = part.len().min(MAX_PLAIN - n);
+                out.extend_from_slice(&part[..take]);
+                part = &part[take..];
+                n += take;
+                if n == MAX_PLAIN {
+                    break;
+                }
+                match parts.next() {
+                    Some(p) => part = p,
+                    None => break,
+                }
+            }
+            self.seal_tail(key, APPLICATION_DATA, out, start)?;
+        }
     }
 
     /// Appends an encrypted `close_notify`.
     pub(crate) fn close(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        self.seal(ALERT, &[1, 0], out)
+        self.seal(&mut None, ALERT, &[1, 0], out)
     }
 
     /// Sends a KeyUpdate (not asking the peer for one) under the current keys, then switches to the next ones.
+    /// A caller holding the expanded send key drops it.
     fn update_tx(&mut self, out: &mut Vec<u8>) -> Result<(), TlsError> {
-        let key = self.tx.expand()?;
-        self.seal_one(&key, HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
+        self.hot_tx = None;
+        let start = out.len();
+        out.extend_from_slice(&[0, 0, 0, 0, 0, KEY_UPDATE, 0, 0, 1, 0]);
+        self.seal_tail(&mut None, HANDSHAKE, out, start)?;
         let (seq, s) = self.kernel.update_tx_secret()?;
         self.tx = Keys::new(seq, s)?;
         Ok(())
     }
 
     /// One record of `typ` holding `content` (<= 16 KiB), updating the send keys first when they are used up.
-    fn seal(&mut self, typ: u8, content: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
-        if self.tx.seq + 1 >= self.tx_limit {
-            self.update_tx(out)?;
-        }
-        let key = self.tx.expand()?;
-        self.seal_one(&key, typ, content, out)
-    }
-
-    fn seal_one(
+    fn seal(
         &mut self,
-        key: &LessSafeKey,
+        key: &mut Option<Key>,
         typ: u8,
         content: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), TlsError> {
-        let len = content.len() + 1 + TAG;
-        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        if self.tx.seq + 1 >= self.tx_limit {
+            self.update_tx(out)?;
+            *key = None;
+        }
         let start = out.len();
-        out.extend_from_slice(&header);
+        out.extend_from_slice(&[0; 5]);
         out.extend_from_slice(content);
+        self.seal_tail(key, typ, out, start)
+    }
+
+    /// Turns `out[start..]` (5 bytes of room for the header, then at most 16 KiB of content) into one record of
+    /// `typ`, encrypted in place under the current send keys (`key`: their expansion, made on first use).
+    fn seal_tail(
+        &mut self,
+        key: &mut Option<Key>,
+        typ: u8,
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), TlsError> {
+        debug_assert!(out.len() - start - 5 <= MAX_PLAIN);
         out.push(typ);
-        let tag = key
+        let len = out.len() - start - 5 + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        out[start..start + 5].copy_from_slice(&header);
+        let k = match key {
+            Some(k) => k,
+            None => key.insert(self.tx.expand()?),
+        };
+        let tag = k
             .seal_in_place_separate_tag(self.tx.nonce(), Aad::from(header), &mut out[start + 5..])
             .map_err(|_| TlsError::Encrypt("AEAD seal failed".into()))?;
         out.extend_from_slice(tag.as_ref());

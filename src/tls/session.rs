@@ -8,6 +8,8 @@
 //! ever holds are the tail of an incomplete record (or of a handshake message split over records) between two reads,
 //! in `pending`, freed as soon as it empties. `perf/tls-choice.md` has the measurements behind this design.
 
+use std::ops::Range;
+
 use super::record::{ReadOutcome, Records};
 use super::sniff::{sniff, Sniff};
 use super::TlsError;
@@ -52,8 +54,11 @@ enum Inner {
 /// 1. For every chunk of bytes received: [`read_tls`](Self::read_tls)`(bytes, out, sink)`. `sink` gets each
 ///    decrypted plaintext chunk in order; `out` gets ciphertext to send (handshake flights, alerts, key updates);
 ///    the returned [`ReadOutcome`] says when the handshake completed and when the peer closed cleanly.
-/// 2. Once the handshake completed, [`encrypt`](Self::encrypt)`(plaintext, out)` for everything the layer above
-///    wants to send, in order.
+///    [`read_tls_in_place`](Self::read_tls_in_place) is the same but leaves the plaintext of whole records in the
+///    given bytes (after what went to `sink`), so the layer above can parse it, and send from it, where it lies.
+/// 2. Once the handshake completed, [`encrypt`](Self::encrypt)`(plaintext, out)` (or
+///    [`encrypt_parts`](Self::encrypt_parts) for plaintext in pieces) for everything the layer above wants to
+///    send, in order.
 /// 3. To close: [`close`](Self::close)`(out)` queues `close_notify`.
 ///
 /// After any error, queue what [`read_tls`](Self::read_tls) left in `out` (usually a fatal alert), send it if
@@ -133,6 +138,20 @@ impl TlsSession {
         }
     }
 
+    /// Call about once a second (the reactor's timer sweep): a session that was (nearly) idle since the last call
+    /// drops the expanded AEAD keys a busy one keeps between records (~1.1 KiB), so an idle session holds none.
+    pub fn sweep(&mut self) {
+        if let Inner::Records(r) = &mut self.inner {
+            r.sweep();
+        }
+    }
+
+    /// Whether the session holds expanded keys right now (see [`sweep`](Self::sweep)).
+    #[doc(hidden)]
+    pub fn holds_keys(&self) -> bool {
+        matches!(&self.inner, Inner::Records(r) if r.holds_keys())
+    }
+
     /// The peer sent `close_notify`.
     pub fn is_peer_closed(&self) -> bool {
         self.flags & PEER_CLOSED != 0
@@ -157,12 +176,29 @@ impl TlsSession {
         out: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
     ) -> Result<ReadOutcome, TlsError> {
+        let (outcome, plain) = self.read_tls_in_place(data, out, sink)?;
+        if !plain.is_empty() {
+            sink(&data[plain]);
+        }
+        Ok(outcome)
+    }
+
+    /// [`read_tls`](Self::read_tls) without copying the plaintext of the whole records in `data`: it is left in
+    /// `data` itself, contiguous, at the returned range, and comes after everything given to `sink`. `sink` only
+    /// gets plaintext that was not in `data` as whole records (a record completed out of input held from an earlier
+    /// call) and what rustls decrypts (the handshake, TLS 1.2). The range is empty when there is no such plaintext.
+    pub fn read_tls_in_place(
+        &mut self,
+        data: &mut [u8],
+        out: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> Result<(ReadOutcome, Range<usize>), TlsError> {
         if self.flags & FAILED != 0 {
             return Err(TlsError::Closed);
         }
         let mut outcome = ReadOutcome::default();
         if data.is_empty() {
-            return Ok(outcome);
+            return Ok((outcome, 0..0));
         }
         if self.flags & SNIFFED == 0 {
             let mut first = [0u8; 2];
@@ -180,9 +216,10 @@ impl TlsSession {
         if outcome.peer_closed {
             self.flags |= PEER_CLOSED;
         }
-        if let Err(e) = res {
-            return Err(self.fail(e));
-        }
+        let plain = match res {
+            Ok(p) => p,
+            Err(e) => return Err(self.fail(e)),
+        };
         if let Inner::Rustls(c) = &self.inner {
             if self.flags & HANDSHAKE_DONE == 0 && !c.is_handshaking() {
                 self.flags |= HANDSHAKE_DONE;
@@ -196,7 +233,7 @@ impl TlsSession {
                 self.hand_over()?;
             }
         }
-        Ok(outcome)
+        Ok((outcome, plain))
     }
 
     /// A TLS 1.3 session whose handshake completed goes from rustls to the record layer, unless rustls still has
@@ -223,39 +260,40 @@ impl TlsSession {
         }
     }
 
+    /// Returns where plaintext left in place lies in `data` (see [`read_tls_in_place`](Self::read_tls_in_place)).
     fn read_inner(
         &mut self,
-        mut data: &mut [u8],
+        data: &mut [u8],
         out: &mut Vec<u8>,
         sink: &mut dyn FnMut(&[u8]),
         outcome: &mut ReadOutcome,
-    ) -> Result<(), TlsError> {
+    ) -> Result<Range<usize>, TlsError> {
+        let mut at = 0;
         if !self.pending.is_empty() {
             // Complete the held record from the front of `data`, so that the rest can be decrypted in place.
             loop {
-                let take = bytes_to_record_boundary(&self.pending).min(data.len());
+                let take = bytes_to_record_boundary(&self.pending).min(data.len() - at);
                 if take == 0 {
                     break;
                 }
-                let (head, rest) = data.split_at_mut(take);
-                self.pending.extend_from_slice(head);
-                data = rest;
+                self.pending.extend_from_slice(&data[at..at + take]);
+                at += take;
             }
-            let used = drive_inner(&mut self.inner, &mut self.pending, out, sink, outcome)?;
-            self.pending.drain(..used);
+            self.drive_pending(out, sink, outcome)?;
             if !self.pending.is_empty() {
                 // Still incomplete (or a handshake message spans records rustls must see contiguously).
-                self.pending.extend_from_slice(data);
-                let used = drive_inner(&mut self.inner, &mut self.pending, out, sink, outcome)?;
-                self.pending.drain(..used);
-                return self.keep_pending_small();
+                self.pending.extend_from_slice(&data[at..]);
+                self.drive_pending(out, sink, outcome)?;
+                self.keep_pending_small()?;
+                return Ok(0..0);
             }
             self.pending = Vec::new();
         }
+        let data = &mut data[at..];
         if data.is_empty() {
-            return Ok(());
+            return Ok(0..0);
         }
-        let used = drive_inner(&mut self.inner, data, out, sink, outcome)?;
+        let (used, plain) = drive_inner(&mut self.inner, data, out, sink, outcome)?;
         let rest = &data[used..];
         if rest.len() > MAX_PENDING_TLS {
             return Err(TlsError::TooLarge);
@@ -263,6 +301,21 @@ impl TlsSession {
         if !rest.is_empty() {
             self.pending = rest.to_vec();
         }
+        Ok(at + plain.start..at + plain.end)
+    }
+
+    /// Feeds the held input; its plaintext goes to `sink`.
+    fn drive_pending(
+        &mut self,
+        out: &mut Vec<u8>,
+        sink: &mut dyn FnMut(&[u8]),
+        outcome: &mut ReadOutcome,
+    ) -> Result<(), TlsError> {
+        let (used, plain) = drive_inner(&mut self.inner, &mut self.pending, out, sink, outcome)?;
+        if !plain.is_empty() {
+            sink(&self.pending[plain]);
+        }
+        self.pending.drain(..used);
         Ok(())
     }
 
@@ -284,15 +337,38 @@ impl TlsSession {
         if plaintext.is_empty() {
             return Ok(());
         }
+        self.encrypt_parts(&mut std::iter::once(plaintext), out)
+    }
+
+    /// [`encrypt`](Self::encrypt) for plaintext in several pieces, as if they were one: after the hand-over a
+    /// record holds up to 16 KiB across piece boundaries (a frame header and its payload in separate buffers make
+    /// one record, not two), and each byte is copied once, into `out`, where it is encrypted. rustls (TLS 1.2)
+    /// encrypts each piece on its own.
+    pub fn encrypt_parts(
+        &mut self,
+        parts: &mut dyn Iterator<Item = &[u8]>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TlsError> {
         if self.flags & (FAILED | CLOSE_SENT) != 0 {
             return Err(TlsError::Closed);
         }
         if let Inner::Records(r) = &mut self.inner {
-            let res = r.encrypt(plaintext, out);
+            let res = r.encrypt(parts, out);
             if res.is_err() {
                 self.flags |= FAILED;
             }
             return res;
+        }
+        for p in parts {
+            self.encrypt_rustls(p, out)?;
+        }
+        Ok(())
+    }
+
+    /// Encrypts with rustls (during the handshake's hand-over window and for TLS 1.2).
+    fn encrypt_rustls(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if plaintext.is_empty() {
+            return Ok(());
         }
         let records = plaintext.len().div_ceil(MAX_FRAGMENT);
         let guess = plaintext.len() + records * RECORD_OVERHEAD + 64;
@@ -391,16 +467,17 @@ impl TlsSession {
 }
 
 /// Feeds `buf` to whichever holds the session's state; returns how many bytes at the front it is done with.
+/// The record layer leaves its plaintext in `buf` (at the returned range); rustls' goes to `sink`.
 fn drive_inner(
     inner: &mut Inner,
     buf: &mut [u8],
     out: &mut Vec<u8>,
     sink: &mut dyn FnMut(&[u8]),
     outcome: &mut ReadOutcome,
-) -> Result<usize, TlsError> {
+) -> Result<(usize, Range<usize>), TlsError> {
     match inner {
-        Inner::Rustls(conn) => drive(conn, buf, out, sink, outcome),
-        Inner::Records(r) => r.read(buf, out, sink, outcome),
+        Inner::Rustls(conn) => drive(conn, buf, out, sink, outcome).map(|used| (used, 0..0)),
+        Inner::Records(r) => r.read(buf, out, outcome),
         Inner::Gone => Err(TlsError::Closed),
     }
 }

@@ -127,6 +127,11 @@ pub struct Pair {
     pub last_server_out: Vec<u8>,
     /// The first error the client hit (for example the alert the server sent).
     pub client_error: Option<rustls::Error>,
+    /// Feed the server with `read_tls_in_place` (plaintext left in the chunk) instead of `read_tls`.
+    pub in_place: bool,
+    /// Chunks whose plaintext (some of it) went through the sink although the session had nothing held before
+    /// them, after the hand-over (with `in_place`: plaintext of whole records must stay in place).
+    pub sink_without_held: usize,
 }
 
 impl Pair {
@@ -142,6 +147,8 @@ impl Pair {
             handshake_events: 0,
             last_server_out: Vec::new(),
             client_error: None,
+            in_place: false,
+            sink_without_held: 0,
         }
     }
 
@@ -163,9 +170,25 @@ impl Pair {
             bytes = &bytes[n..];
             let mut out = Vec::new();
             let got = &mut self.server_got;
-            let res = self
-                .server
-                .read_tls(&mut chunk, &mut out, &mut |p| got.extend_from_slice(p));
+            let res = if self.in_place {
+                let held = self.server.pending_len();
+                let handed_over = self.server.is_handed_over();
+                let before = got.len();
+                let res = self
+                    .server
+                    .read_tls_in_place(&mut chunk, &mut out, &mut |p| got.extend_from_slice(p));
+                if handed_over && held == 0 && got.len() > before {
+                    self.sink_without_held += 1;
+                }
+                res.map(|(o, plain)| {
+                    assert!(plain.end <= n, "the plaintext range lies in the chunk");
+                    got.extend_from_slice(&chunk[plain]);
+                    o
+                })
+            } else {
+                self.server
+                    .read_tls(&mut chunk, &mut out, &mut |p| got.extend_from_slice(p))
+            };
             self.last_server_out = out.clone();
             self.deliver_to_client(&out);
             let o = res?;
@@ -243,8 +266,20 @@ impl Pair {
 
     /// The server encrypts `data`; the client must read exactly it.
     pub fn server_sends(&mut self, data: &[u8]) -> Result<(), TlsError> {
+        self.server_sends_parts(&[data]).map(|_| ())
+    }
+
+    /// The server encrypts `parts` in one `encrypt_parts` call; the client must read exactly their concatenation.
+    /// Returns the ciphertext.
+    pub fn server_sends_parts(&mut self, parts: &[&[u8]]) -> Result<Vec<u8>, TlsError> {
+        let data = parts.concat();
         let mut out = Vec::new();
-        self.server.encrypt(data, &mut out)?;
+        if parts.len() == 1 {
+            self.server.encrypt(parts[0], &mut out)?;
+        } else {
+            self.server
+                .encrypt_parts(&mut parts.iter().copied(), &mut out)?;
+        }
         let before = self.client_got.len();
         self.deliver_to_client(&out);
         assert_eq!(self.client_got.len() - before, data.len());
@@ -252,7 +287,7 @@ impl Pair {
             self.client_got[before..] == *data,
             "client plaintext differs"
         );
-        Ok(())
+        Ok(out)
     }
 }
 

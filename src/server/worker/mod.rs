@@ -522,7 +522,7 @@ fn feed<H: Handler>(
 ) -> bool {
     if conn.tls.is_some() {
         let tw = tls.expect("TLS sessions only on a TLS worker");
-        return tls::read(h, local, limits, tw, slot, conn, data, now);
+        return tls::read(h, local, limits, tw, slot, conn, data, rx, now);
     }
     match conn.phase {
         Phase::Ws { .. } => {

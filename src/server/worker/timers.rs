@@ -98,6 +98,9 @@ fn scan<D>(
             dues.push((k as u32, d));
         }
         c.out.shrink_if_idle();
+        if let Some(t) = c.tls.as_deref_mut() {
+            t.sweep();
+        }
     }
     (dues, queued)
 }

@@ -3,8 +3,11 @@
 //! session exactly as plain bytes would; everything those phases queue is plaintext, encrypted by [`seal`] right
 //! before each send. Also the per-worker handshake cap and its gauge.
 //!
-//! No buffer is held per connection: decrypted plaintext lands in one per-worker buffer, ciphertext in the
-//! connection's pooled send buffers, and the session keeps only rustls' state (and the tail of an incomplete record).
+//! No buffer is held per connection: records are decrypted in the receive buffer and their plaintext is parsed there
+//! (a large echo is sent from there, sealed into the send buffer: its one copy); only plaintext the session cannot
+//! leave in place (a record completed from a held tail, the handshake, TLS 1.2) lands in one per-worker buffer.
+//! Ciphertext goes to the connection's pooled send buffers, and the session keeps only its keys (and the tail of an
+//! incomplete record).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +16,7 @@ use crate::proto::{Limits, State};
 use crate::tls::{NotTls, TlsAcceptor, TlsConfigStore, TlsError, TlsSession, PLAIN_HTTP_RESPONSE};
 
 use super::super::handler::Handler;
-use super::super::local::Local;
+use super::super::local::{Local, RxSpan};
 use super::super::stats::Counters;
 use super::conn::{Conn, Phase, CLOSE_AFTER_FLUSH};
 use super::{http, session};
@@ -74,9 +77,11 @@ fn count_failure(c: &mut Counters, e: &TlsError) {
     }
 }
 
-/// Ciphertext arrived for a TLS connection. Returns true when the connection must be torn down now (the peer
-/// closed TLS with `close_notify`, or TLS failed on an open WebSocket); a failure during the HTTP phase instead
-/// queues what there is to say (an alert, or a 400 for plain HTTP) and closes after it is written.
+/// Ciphertext arrived for a TLS connection (`rx`: where it lies in the receive ring, None if copied out of it). The
+/// records are decrypted in place and their plaintext parsed where it lies. Returns true when the connection must
+/// be torn down now (the peer closed TLS with `close_notify`, or TLS failed on an open WebSocket); a failure during
+/// the HTTP phase instead queues what there is to say (an alert, or a 400 for plain HTTP) and closes after it is
+/// written.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn read<H: Handler>(
     h: &H,
@@ -86,6 +91,7 @@ pub(super) fn read<H: Handler>(
     slot: u32,
     conn: &mut Conn<H::Data>,
     data: &mut [u8],
+    rx: Option<RxSpan>,
     now: Instant,
 ) -> bool {
     let Some(sess) = conn.tls.as_deref_mut() else {
@@ -95,7 +101,7 @@ pub(super) fn read<H: Handler>(
     // Records this read produces go after everything already queued: encrypt that first.
     if conn
         .out
-        .seal(&mut local.pool, |p, v| sess.encrypt(p, v))
+        .seal(&mut local.pool, |p, v| sess.encrypt_parts(p, v))
         .is_err()
     {
         return true;
@@ -103,10 +109,10 @@ pub(super) fn read<H: Handler>(
     tw.plain.clear();
     tw.cipher.clear();
     let plain = &mut tw.plain;
-    let res = sess.read_tls(data, &mut tw.cipher, &mut |p| plain.extend_from_slice(p));
+    let res = sess.read_tls_in_place(data, &mut tw.cipher, &mut |p| plain.extend_from_slice(p));
     conn.out.push_sealed(&tw.cipher, &mut local.pool);
     let resumed = sess.is_resumed() == Some(true);
-    let outcome = match res {
+    let (outcome, in_place) = match res {
         Ok(o) => o,
         Err(e) => {
             count_failure(&mut local.c, &e);
@@ -131,10 +137,28 @@ pub(super) fn read<H: Handler>(
         local.c.tls_handshakes += 1;
         local.c.tls_resumed += resumed as u64;
     }
+    // The plaintext: what the session could not leave in place (copied), then what it left in `data`. When there
+    // is both (a record completed from held input, then more records in the same read), the second is appended to
+    // the first, so the layers above see one chunk.
+    let mut plain = &mut data[in_place];
+    let mut rx = rx;
+    if !tw.plain.is_empty() && !plain.is_empty() {
+        tw.plain.extend_from_slice(plain);
+        plain = &mut [];
+    }
     if !tw.plain.is_empty() {
+        plain = &mut tw.plain;
+        rx = None;
+    }
+    if !plain.is_empty() {
         match conn.phase {
-            Phase::Ws { .. } => session::read(h, local, slot, conn, &mut tw.plain, now),
-            Phase::Http { .. } => http::read(h, local, limits, slot, conn, &tw.plain, now),
+            Phase::Ws { .. } => {
+                // Large payloads still in the receive buffer are sent from there (sealed before the next send).
+                local.rx = rx;
+                session::read(h, local, slot, conn, plain, now);
+                local.rx = None;
+            }
+            Phase::Http { .. } => http::read(h, local, limits, slot, conn, plain, now),
             Phase::Done => {}
         }
     }
@@ -149,7 +173,7 @@ pub(super) fn seal<D>(conn: &mut Conn<D>, local: &mut Local) -> bool {
     };
     if conn
         .out
-        .seal(&mut local.pool, |p, v| sess.encrypt(p, v))
+        .seal(&mut local.pool, |p, v| sess.encrypt_parts(p, v))
         .is_err()
     {
         return false;
