@@ -97,7 +97,7 @@ fn a_worker_with_a_delay_still_sleeps_while_idle() {
 fn delayed_frames_of_every_size_arrive_intact_and_in_order() {
     // The writers never wait for echoes, so many frames are queued while each hold lasts.
     let srv = server(Duration::from_millis(2));
-    flood_and_check_echoes(srv.local_addr(), 3, 120, Duration::ZERO);
+    flood_and_check_echoes(srv.local_addr(), 3, 120, Duration::ZERO, None);
     assert_eq!(metric(&metrics(&srv), "ringws_dropped_messages_total"), 0);
 }
 

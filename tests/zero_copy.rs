@@ -161,7 +161,7 @@ fn the_receive_ring_grows_only_when_receives_run_out() {
         "a light load needs no more than the first buffers"
     );
     // Three connections writing ~1.9 MB each through 4 KiB buffers: the kernel runs out of buffers.
-    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100));
+    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100), None);
     let m = srv.context().metrics_text();
     assert!(metric(&m, "ringws_recv_enobufs_total") >= 1, "{m}");
     let grown = provided();
@@ -185,7 +185,7 @@ fn the_receive_ring_grows_only_when_receives_run_out() {
     assert_eq!(now, 8, "the ring shrinks back after the burst");
     // The buffers it took out serve the next burst: it grows again, every echo intact.
     let before = metric(&srv.context().metrics_text(), "ringws_recv_enobufs_total");
-    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100));
+    flood_and_check_echoes(a, 3, 120, Duration::from_millis(100), None);
     let m = srv.context().metrics_text();
     assert!(metric(&m, "ringws_recv_enobufs_total") > before, "{m}");
     assert!(provided() >= 16);

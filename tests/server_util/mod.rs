@@ -207,12 +207,23 @@ pub fn metric(text: &str, name: &str) -> u64 {
 
 /// `conns` connections to `/echo`, each writing `per_conn` binary frames of 1 B to 70 KB without waiting for
 /// echoes, while its reader starts `reader_lag` late and then reads them back: every echo must come back intact
-/// and in order. The server's queues fill and its reads pause; nothing may be lost or reordered.
-pub fn flood_and_check_echoes(a: SocketAddr, conns: usize, per_conn: usize, reader_lag: Duration) {
+/// and in order. The server's queues fill and its reads pause; nothing may be lost or reordered. `client_rcvbuf`
+/// caps each client's socket receive buffer (so the kernel cannot absorb the echoes and the server's queues must
+/// grow).
+pub fn flood_and_check_echoes(
+    a: SocketAddr,
+    conns: usize,
+    per_conn: usize,
+    reader_lag: Duration,
+    client_rcvbuf: Option<usize>,
+) {
     let threads: Vec<_> = (0..conns)
         .map(|c| {
             std::thread::spawn(move || {
                 let mut s = ws_raw(a, "/echo");
+                if let Some(n) = client_rcvbuf {
+                    socket2::SockRef::from(&s).set_recv_buffer_size(n).unwrap();
+                }
                 let mut r = s.try_clone().unwrap();
                 let msgs: Vec<Vec<u8>> = (0..per_conn)
                     .map(|i| {
